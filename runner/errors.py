@@ -1,0 +1,52 @@
+"""Every error runner raises on purpose.
+
+RunnerError                 base; the CLI prints ``Name: message`` and exits with ``exit_code``
+├── BadInput                exit 2: usage, malformed id, bad script, prompt too large
+│   └── NoSuchRun           exit 2: a well-formed id that names no run
+├── ServerUnavailable       exit 1: Redis could not be reached (after retries)
+├── EmbeddedServerError     exit 1: the embedded Valkey could not be started
+├── CorruptEvent            exit 1: a stream entry that does not parse as an event
+├── ModelError              the model provider failed (the run fails with its message)
+└── StaleEpoch              a fenced write from an attempt that no longer owns the run
+"""
+
+from __future__ import annotations
+
+
+class RunnerError(Exception):
+    """Something went wrong in runner."""
+
+    exit_code = 1
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class BadInput(RunnerError):
+    """The input was not valid."""
+
+    exit_code = 2
+
+
+class NoSuchRun(BadInput):
+    """No run has that id."""
+
+
+class ServerUnavailable(RunnerError):
+    """The Redis server could not be reached."""
+
+
+class EmbeddedServerError(RunnerError):
+    """The embedded Valkey server could not be started."""
+
+
+class CorruptEvent(RunnerError):
+    """A stream entry is not a valid event."""
+
+
+class ModelError(RunnerError):
+    """The model provider failed."""
+
+
+class StaleEpoch(RunnerError):
+    """This attempt no longer owns the run; another attempt has taken it over."""

@@ -1,0 +1,149 @@
+"""The event model: what a run's stream holds and what ``follow --json`` prints.
+
+A stream entry stores ``v`` (schema version), ``type``, ``epoch`` and ``data`` (the
+type's own fields as JSON). ``id`` is the stream id and ``ts`` is read off it, so every
+timestamp comes from the Redis server's clock.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from runner.errors import CorruptEvent
+
+SCHEMA_VERSION = 1
+
+
+class Status(StrEnum):
+    """Where a run is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING = "waiting"
+    SUSPENDED = "suspended"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+PARKED = frozenset({Status.WAITING, Status.SUSPENDED})
+
+
+class ToolCallOut(BaseModel):
+    """One tool call an assistant message asks for."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    v: int = SCHEMA_VERSION
+    id: str = ""
+    ts: str = ""
+    epoch: int = 0
+
+
+class StatusEvent(_Event):
+    """The run changed status."""
+
+    type: Literal["status"] = "status"
+    status: Status
+    worker: str | None = None
+    reason: str | None = None
+
+
+class MessageEvent(_Event):
+    """One message of the transcript (OpenAI chat shape)."""
+
+    type: Literal["message"] = "message"
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
+    tool_calls: list[ToolCallOut] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+class UsageEvent(_Event):
+    """Tokens and cost of one model call, when the provider reports them."""
+
+    type: Literal["usage"] = "usage"
+    input_tokens: int
+    output_tokens: int
+    cost: float | None = None
+
+
+Event = Annotated[StatusEvent | MessageEvent | UsageEvent, Field(discriminator="type")]
+_adapter: TypeAdapter[StatusEvent | MessageEvent | UsageEvent] = TypeAdapter(Event)
+_ENVELOPE = frozenset({"v", "id", "ts", "epoch", "type"})
+
+
+def encode(event: StatusEvent | MessageEvent | UsageEvent) -> tuple[str, str]:
+    """The ``(type, data)`` pair stored for an event; envelope fields are set by the store."""
+    data = event.model_dump(mode="json", exclude=set(_ENVELOPE), exclude_none=True)
+    return event.type, json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def ts_of(stream_id: str) -> str:
+    """ISO 8601 UTC time of a stream id (its millisecond part is the server's clock)."""
+    ms = int(stream_id.split("-", 1)[0])
+    when = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def decode(
+    run_id: str, stream_id: str, fields: dict[str, str]
+) -> StatusEvent | MessageEvent | UsageEvent:
+    """Parse one stream entry; a malformed one raises CorruptEvent naming run and entry."""
+    try:
+        version = int(fields.get("v", "0"))
+        if version > SCHEMA_VERSION:
+            raise ValueError(f"schema version {version} is newer than {SCHEMA_VERSION}")
+        data = json.loads(fields["data"])
+        if not isinstance(data, dict):
+            raise ValueError("data is not an object")
+        data.update(
+            v=version,
+            id=stream_id,
+            ts=ts_of(stream_id),
+            epoch=int(fields["epoch"]),
+            type=fields["type"],
+        )
+        return _adapter.validate_python(data)
+    except (KeyError, ValueError, ValidationError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CorruptEvent(f"run {run_id}: event {stream_id} is malformed: {detail}") from exc
+
+
+def to_json(event: StatusEvent | MessageEvent | UsageEvent) -> str:
+    """One line of ``follow --json``."""
+    return json.dumps(
+        event.model_dump(mode="json", exclude_none=True), separators=(",", ":"), ensure_ascii=False
+    )
+
+
+def to_openai(event: MessageEvent) -> dict[str, Any]:
+    """The OpenAI chat message for a message event."""
+    msg: dict[str, Any] = {"role": event.role, "content": event.content}
+    if event.tool_calls:
+        msg["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+            }
+            for call in event.tool_calls
+        ]
+    if event.tool_call_id is not None:
+        msg["tool_call_id"] = event.tool_call_id
+    if event.name is not None and event.role == "tool":
+        msg["name"] = event.name
+    return msg

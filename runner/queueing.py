@@ -1,0 +1,79 @@
+"""The RQ side of a run: the job that carries it, and putting it back in its queue.
+
+A run is an ordinary RQ job with the same id, so ``rq info`` and dashboards see it; the
+run's own state lives in the run store, never in RQ's ``meta``.
+"""
+
+from __future__ import annotations
+
+import redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.worker import Worker
+
+TURN_FUNC = "workers.turn.run_turn"
+
+
+def enqueue(rq_conn: redis.Redis, run_id: str, queue: str, retention: int, title: str) -> None:
+    """Create the RQ job for a new run at the back of its queue."""
+    Queue(queue, connection=rq_conn).enqueue(
+        TURN_FUNC,
+        run_id,
+        job_id=run_id,
+        job_timeout=-1,  # a turn runs as long as it runs; leases, not RQ, detect death
+        result_ttl=retention,
+        failure_ttl=retention,
+        ttl=None,
+        description=title,
+    )
+
+
+def in_queue(rq_conn: redis.Redis, run_id: str, queue: str) -> bool:
+    """Whether the run's job waits in its queue (or was just popped by a worker)."""
+    q = Queue(queue, connection=rq_conn)
+    pipe = rq_conn.pipeline(transaction=False)
+    pipe.lpos(q.key, run_id)
+    pipe.lpos(q.intermediate_queue_key, run_id)
+    return any(pos is not None for pos in pipe.execute())
+
+
+def push_front(
+    rq_conn: redis.Redis, run_id: str, queue: str, retention: int, title: str = ""
+) -> None:
+    """Put the run's job at the front of its queue, whatever RQ thought of it before."""
+    q = Queue(queue, connection=rq_conn)
+    try:
+        job = Job.fetch(run_id, connection=rq_conn)
+    except NoSuchJobError:
+        q.enqueue(
+            TURN_FUNC,
+            run_id,
+            job_id=run_id,
+            job_timeout=-1,
+            result_ttl=retention,
+            failure_ttl=retention,
+            at_front=True,
+            description=title,
+        )
+        return
+    with rq_conn.pipeline() as pipe:
+        # RQ's abandoned-job cleanup only acts on STARTED jobs; clearing the dead
+        # execution and the status keeps it from failing a run that lives on.
+        q.started_job_registry.remove_executions(job, pipeline=pipe)
+        q.failed_job_registry.remove(job, pipeline=pipe)
+        q.finished_job_registry.remove(job, pipeline=pipe)
+        job.set_status(JobStatus.QUEUED, pipeline=pipe)
+        pipe.persist(job.key)
+        q.push_job_id(run_id, pipeline=pipe, at_front=True)
+        pipe.execute()
+
+
+def workers_serving(rq_conn: redis.Redis, queue: str) -> int:
+    """How many live workers listen on ``queue``."""
+    return int(Worker.count(connection=rq_conn, queue=Queue(queue, connection=rq_conn)))
+
+
+def remove(rq_conn: redis.Redis, run_id: str, queue: str) -> None:
+    """Take a cancelled run's job out of its queue."""
+    Queue(queue, connection=rq_conn).remove(run_id)

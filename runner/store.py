@@ -1,0 +1,293 @@
+"""The run store: a run's record and event stream in Redis, every write fenced by epoch.
+
+Each write is one Lua script, so it is one round trip and atomic: the epoch check, the
+stream append and the record update happen together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from importlib import resources
+from typing import Any
+
+import redis
+from pydantic import BaseModel
+
+from runner.errors import BadInput, NoSuchRun, StaleEpoch
+from runner.events import (
+    PARKED,
+    TERMINAL,
+    MessageEvent,
+    Status,
+    StatusEvent,
+    UsageEvent,
+    decode,
+    encode,
+)
+from runner.keys import Keys, check_run_id
+
+AnyEvent = StatusEvent | MessageEvent | UsageEvent
+
+
+def _load_script(name: str) -> str:
+    lua = resources.files("runner") / "lua"
+    return (lua / "prelude.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+
+
+class RunRecord(BaseModel):
+    """The small hash that says where a run is."""
+
+    id: str
+    status: Status
+    epoch: int
+    queue: str
+    model: str
+    session: str = ""
+    max_steps: int = 0
+    steps: int = 0
+    dirty: int = 0
+    worker: str = ""
+    reason: str = ""
+    error: str = ""
+    title: str = ""
+    created_ms: int = 0
+    updated_ms: int = 0
+    cancel: bool = False
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def parked(self) -> bool:
+        return self.status in PARKED
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What a commit returns: the last stream id and how many inbox messages wait."""
+
+    last_id: str
+    inbox: int
+
+
+class Beat(IntEnum):
+    """The answer to a lease heartbeat."""
+
+    FENCED = 0
+    OK = 1
+    CANCEL = 2
+
+
+class RunStore:
+    """Reads and fenced writes of runs."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, retention_seconds: int = 7 * 86400):
+        # redis-py's annotations cannot tell a decoding client from a bytes one.
+        self.redis: Any = client
+        self.keys = keys
+        self.retention_ms = retention_seconds * 1000
+        self._scripts = {
+            name: client.register_script(_load_script(name))
+            for name in (
+                "create",
+                "claim",
+                "commit",
+                "heartbeat",
+                "finish",
+                "requeue_dead",
+                "resume",
+                "cancel",
+                "send",
+                "drain_inbox",
+            )
+        }
+
+    def _keys(self, run_id: str) -> list[str]:
+        k = self.keys
+        return [
+            k.record(run_id),
+            k.events(run_id),
+            k.lease(run_id),
+            k.runs,
+            k.active,
+            k.queued,
+            k.inbox(run_id),
+            k.script(run_id),
+        ]
+
+    def _call(self, name: str, run_id: str, *args: Any) -> Any:
+        try:
+            return self._scripts[name](keys=self._keys(run_id), args=[run_id, *args])
+        except redis.ResponseError as exc:
+            message = str(exc)
+            if "STALE" in message:
+                raise StaleEpoch(f"run {run_id}: {message.split('STALE ', 1)[-1]}") from exc
+            if "EXISTS" in message:
+                raise BadInput(f"run {run_id} already exists") from exc
+            raise
+
+    # -- writes -------------------------------------------------------------------------
+
+    def create(
+        self, run_id: str, fields: dict[str, str], events: Sequence[AnyEvent], script: str = ""
+    ) -> str:
+        """Create a queued run with its first events; returns the last stream id."""
+        payload = json.dumps([list(encode(e)) for e in events])
+        return str(self._call("create", run_id, json.dumps(fields), payload, script))
+
+    def claim(self, run_id: str, worker: str, lease_seconds: float) -> int | None:
+        """Start an attempt on a queued run: a new epoch, or None if it is not queued."""
+        ok, value = self._call("claim", run_id, worker, int(lease_seconds * 1000))
+        return int(value) if ok == 1 else None
+
+    def commit(
+        self,
+        run_id: str,
+        epoch: int,
+        events: Sequence[AnyEvent],
+        lease_seconds: float,
+        seen: int,
+        steps: int = 1,
+    ) -> Commit:
+        """Append events for attempt ``epoch`` to a stream of ``seen`` events.
+
+        Raises StaleEpoch if the attempt no longer owns the run. Safe to retry: a commit
+        whose reply was lost is not applied twice.
+        """
+        flat: list[str] = []
+        for event in events:
+            flat.extend(encode(event))
+        last, inbox = self._call(
+            "commit", run_id, epoch, int(lease_seconds * 1000), steps, seen, *flat
+        )
+        return Commit(str(last), int(inbox))
+
+    def heartbeat(self, run_id: str, epoch: int, lease_seconds: float) -> Beat:
+        """Refresh the lease of attempt ``epoch``."""
+        return Beat(int(self._call("heartbeat", run_id, epoch, int(lease_seconds * 1000))))
+
+    def finish(
+        self,
+        run_id: str,
+        epoch: int,
+        status: Status,
+        worker: str = "",
+        reason: str = "",
+        error: str = "",
+    ) -> str:
+        """End attempt ``epoch`` with ``status`` (terminal, or queued for a handoff)."""
+        ttl = self.retention_ms if status in TERMINAL else 0
+        return str(self._call("finish", run_id, epoch, status.value, worker, reason, error, ttl))
+
+    def requeue_dead(
+        self,
+        run_id: str,
+        reason: str,
+        max_dirty: int,
+        epoch: int | None = None,
+        lease_gone: bool = True,
+    ) -> Status | None:
+        """Requeue (or suspend, after a crash loop) an attempt that died without handing off."""
+        result = self._call(
+            "requeue_dead",
+            run_id,
+            "" if epoch is None else epoch,
+            reason,
+            "1" if lease_gone else "0",
+            max_dirty,
+        )
+        return Status(result) if result else None
+
+    def resume(self, run_id: str) -> Status:
+        """Put a suspended or waiting run back in the queue; returns the status it had."""
+        return self._status_or_missing(run_id, self._call("resume", run_id))
+
+    def cancel(self, run_id: str) -> Status:
+        """Cancel a run (a running one at its next safe point); returns the status it had."""
+        return self._status_or_missing(run_id, self._call("cancel", run_id, self.retention_ms))
+
+    def send(self, run_id: str, text: str) -> Status:
+        """Queue a user message for a run that has not ended; returns its status."""
+        return self._status_or_missing(run_id, self._call("send", run_id, text))
+
+    def drain_inbox(self, run_id: str, epoch: int) -> int:
+        """Move waiting inbox messages into the transcript; returns how many."""
+        return len(self._call("drain_inbox", run_id, epoch))
+
+    @staticmethod
+    def _status_or_missing(run_id: str, value: str) -> Status:
+        if not value:
+            raise NoSuchRun(f"no such run: {run_id}")
+        return Status(value)
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> RunRecord:
+        """The run's record; NoSuchRun if there is none."""
+        raw = self.redis.hgetall(self.keys.record(check_run_id(run_id)))
+        if not raw:
+            raise NoSuchRun(f"no such run: {run_id}")
+        return _record(run_id, raw)
+
+    def get_many(self, run_ids: Sequence[str]) -> list[RunRecord]:
+        """Records of several runs in one round trip; missing ones are skipped."""
+        pipe = self.redis.pipeline(transaction=False)
+        for run_id in run_ids:
+            pipe.hgetall(self.keys.record(run_id))
+        return [_record(i, raw) for i, raw in zip(run_ids, pipe.execute(), strict=True) if raw]
+
+    def script(self, run_id: str) -> str | None:
+        """The scripted model's script stored with the run, if any."""
+        value = self.redis.get(self.keys.script(run_id))
+        return None if value is None else str(value)
+
+    def events(self, run_id: str, after: str = "-", count: int | None = None) -> list[AnyEvent]:
+        """Events after stream id ``after`` (exclusive; ``-`` for all), oldest first."""
+        start = "-" if after in ("-", "0", "0-0") else f"({after}"
+        entries = self.redis.xrange(self.keys.events(run_id), min=start, count=count)
+        return [decode(run_id, eid, fields) for eid, fields in entries]
+
+    def tail(self, run_id: str, n: int) -> list[AnyEvent]:
+        """The last ``n`` events, oldest first."""
+        entries = self.redis.xrevrange(self.keys.events(run_id), count=n)
+        return [decode(run_id, eid, fields) for eid, fields in reversed(entries)]
+
+    def read(self, run_id: str, after: str, block_ms: int) -> list[AnyEvent]:
+        """Block up to ``block_ms`` for events after ``after``."""
+        reply = self.redis.xread({self.keys.events(run_id): after}, block=block_ms, count=500)
+        if not reply:
+            return []
+        _, entries = reply[0]
+        return [decode(run_id, eid, fields) for eid, fields in entries]
+
+    def list_runs(self, status: Status | None = None, limit: int = 50) -> list[RunRecord]:
+        """Runs by last activity, newest first, optionally of one status."""
+        if status is Status.RUNNING:
+            ids = sorted(self.redis.smembers(self.keys.active), reverse=True)
+        elif status is Status.QUEUED:
+            ids = sorted(self.redis.smembers(self.keys.queued), reverse=True)
+        else:
+            ids = self.redis.zrevrange(self.keys.runs, 0, -1 if status else limit - 1)
+        records = self.get_many(ids)
+        if status is not None:
+            records = [r for r in records if r.status is status]
+        return records[:limit]
+
+    def active_ids(self) -> list[str]:
+        """Ids of runs whose status is running."""
+        return sorted(self.redis.smembers(self.keys.active))
+
+    def queued_ids(self) -> list[str]:
+        """Ids of runs whose status is queued."""
+        return sorted(self.redis.smembers(self.keys.queued))
+
+
+def _record(run_id: str, raw: dict[str, str]) -> RunRecord:
+    data: dict[str, Any] = dict(raw)
+    data["id"] = run_id
+    data["cancel"] = raw.get("cancel") == "1"
+    return RunRecord.model_validate(data)

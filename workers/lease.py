@@ -1,0 +1,59 @@
+"""The lease heartbeat: a thread that keeps an attempt's lease alive while it runs.
+
+It lives in the process that runs the turn (the work horse under RQ's fork), so a dead
+turn stops renewing even if its parent worker lives on. The TTL is kept by the Redis
+server, so no worker's clock matters.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import redis
+
+from runner.store import Beat, RunStore
+from workers.stop import Stop
+
+log = logging.getLogger("runner.lease")
+
+
+class Lease:
+    """Renews the lease every third of its length; stops the turn when fenced or cancelled."""
+
+    def __init__(self, store: RunStore, run_id: str, epoch: int, seconds: float, stop: Stop):
+        self.store = store
+        self.run_id = run_id
+        self.epoch = epoch
+        self.seconds = seconds
+        self.stop = stop
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"lease-{run_id}", daemon=True)
+
+    def __enter__(self) -> Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=self.seconds)
+
+    def _loop(self) -> None:
+        interval = self.seconds / 3
+        while not self._done.wait(interval):
+            try:
+                beat = self.store.heartbeat(self.run_id, self.epoch, self.seconds)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # Keep trying: the lease may still be alive on the server. If it expires
+                # meanwhile, the next commit is rejected and the turn stops there.
+                log.warning("lease renewal failed", extra={"run": self.run_id, "error": str(exc)})
+                continue
+            if beat is Beat.FENCED:
+                log.warning(
+                    "lease lost: another attempt owns the run; stopping this one",
+                    extra={"run": self.run_id, "epoch": self.epoch},
+                )
+                self.stop.request("fenced")
+                return
+            if beat is Beat.CANCEL:
+                self.stop.request("cancel")
