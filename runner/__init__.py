@@ -1,0 +1,1 @@
+"""runner: durable autonomous agent turns on Redis + RQ."""
