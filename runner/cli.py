@@ -372,6 +372,39 @@ def sweep() -> None:
     )
 
 
+@cli.command()
+@guarded
+def demo() -> None:
+    """Watch a turn survive its worker being stopped midway (embedded server, 2 workers)."""
+    from runner import demo as demo_mod
+
+    sys.exit(demo_mod.run(settings(), out))
+
+
+@cli.command()
+@click.option(
+    "--workers",
+    "n",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="How many workers to run.",
+)
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    metavar="Q",
+    help="Queue to serve (repeatable). [RUNNER_QUEUE]",
+)
+@guarded
+def dev(n: int, queues: tuple[str, ...]) -> None:
+    """Run the server (embedded unless RUNNER_REDIS_URL is set) and N workers until Ctrl-C."""
+    from runner import local
+
+    sys.exit(local.dev(settings(), n, list(queues), err))
+
+
 def main() -> None:
     """Console entry point."""
     try:

@@ -27,8 +27,8 @@ STATUS_STYLE = {
 
 
 def _trim(text: str) -> str:
-    lines = text.splitlines()
-    cut = "\n".join(lines[:TOOL_OUTPUT_LINES])[:TOOL_OUTPUT_CHARS]
+    text = text.rstrip("\n")
+    cut = "\n".join(text.splitlines()[:TOOL_OUTPUT_LINES])[:TOOL_OUTPUT_CHARS]
     hidden = len(text) - len(cut)
     return cut + (f"\n… ({hidden} more characters)" if hidden > 0 else "")
 
