@@ -111,7 +111,10 @@ def dev(settings: Settings, n: int, queues: list[str], console: Console) -> int:
     console.print(f"server {url}; {n} worker(s) on {', '.join(queues)}; logs in {logs}")
     stop = _until_signal()
     with open(logs / "dev.log", "ab") as log:
-        workers = [spawn_worker(f"dev-{i + 1}-{os.getpid()}", queues, env, log) for i in range(n)]
+        born = iter(range(1, 1_000_000))
+        workers = [
+            spawn_worker(f"dev-{os.getpid()}-{next(born)}", queues, env, log) for _ in range(n)
+        ]
         console.print("running; Ctrl-C stops the workers (their turns are handed off)")
         while not stop:
             for i, worker in enumerate(workers):

@@ -57,10 +57,16 @@ def push_front(
             description=title,
         )
         return
+    registry = q.started_job_registry
+    # RQ's abandoned-job cleanup fails a job whose execution entry expires while the job
+    # is STARTED. Dropping every entry of this run (a dead worker's execution record may
+    # be gone already, so list them by their "id:" prefix) keeps RQ from failing a run
+    # that lives on elsewhere.
+    entries: list[bytes] = rq_conn.zrange(registry.key, 0, -1)  # type: ignore[assignment]
+    stale = [e for e in entries if e.startswith(f"{run_id}:".encode())]
     with rq_conn.pipeline() as pipe:
-        # RQ's abandoned-job cleanup only acts on STARTED jobs; clearing the dead
-        # execution and the status keeps it from failing a run that lives on.
-        q.started_job_registry.remove_executions(job, pipeline=pipe)
+        if stale:
+            pipe.zrem(registry.key, *stale)
         q.failed_job_registry.remove(job, pipeline=pipe)
         q.finished_job_registry.remove(job, pipeline=pipe)
         job.set_status(JobStatus.QUEUED, pipeline=pipe)
