@@ -8,11 +8,13 @@ from :func:`run_tool` instead of raising, so the model sees them and carries on.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import selectors
 import signal
 import stat
 import subprocess
+import sys
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -138,6 +140,23 @@ class _Output:
         return _cap(bytes(self.head), self.limit, self.total)
 
 
+# Loaded once here: the forked child may only make this one call before exec.
+try:
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover - not Linux/glibc
+    _LIBC = None
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the command's process: be SIGKILLed if the turn's process dies (Linux).
+
+    Without it a command outlives a SIGKILLed worker and runs on as an orphan.
+    """
+    if _LIBC is not None and sys.platform == "linux":
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the command's whole process group, background children included."""
     # ESRCH: the group is gone already; EPERM: only zombies are left in it.
@@ -225,6 +244,7 @@ class ShellTool(Tool):
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - one prctl call, no locks taken
         )
         try:
             why = _supervise(proc, out, ctx)

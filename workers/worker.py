@@ -115,6 +115,7 @@ class RunnerWorker(Worker):
             return
         self._next_sweep = time.monotonic() + self.settings.sweep_seconds
         lock_ms = max(int(self.settings.sweep_seconds * 900), 100)
+        self._critical = True  # a stop signal must not cut a requeue in half
         try:
             if not self.store.redis.set(self.store.keys.sweep_lock, self.name, nx=True, px=lock_ms):
                 return
@@ -122,6 +123,8 @@ class RunnerWorker(Worker):
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             self.log.warning("Worker %s: sweep skipped: %s", self.name, exc)
             return
+        finally:
+            self._critical = False
         for run_id in report.requeued + report.repushed:
             self.log.info("Worker %s: swept %s back into its queue", self.name, run_id)
 
