@@ -36,7 +36,14 @@ def sweep(store: RunStore, rq_conn: redis.Redis, settings: Settings) -> SweepRep
     report = SweepReport()
     _expired_leases(store, rq_conn, settings, report)
     _lost_queued(store, rq_conn, settings, report)
+    _prune_index(store, settings)
     return report
+
+
+def _prune_index(store: RunStore, settings: Settings) -> None:
+    """Drop index entries of runs idle past retention (an ended run's keys expire then)."""
+    cutoff = _server_ms(store.redis) - settings.retention_seconds * 1000
+    store.redis.zremrangebyscore(store.keys.runs, 0, cutoff)
 
 
 def _expired_leases(
