@@ -280,6 +280,7 @@ def list_(status_: str | None, limit: int, as_json: bool) -> None:
 def transcript(run_id: str, as_json: bool) -> None:
     """Print a run's transcript (its messages in order)."""
     client = Client(settings())
+    client.get(run_id)  # NoSuchRun (exit 2) rather than an empty transcript
     if as_json:
         click.echo(json.dumps(client.transcript(run_id), ensure_ascii=False, indent=2))
         return
@@ -318,7 +319,10 @@ def resume(run_id: str) -> None:
 @click.argument("message")
 @guarded
 def send(run_id: str, message: str) -> None:
-    """Send a message to a run; it reads it before its next model call."""
+    """Send a message to a run.
+
+    The turn takes it in as a user message before its next model call.
+    """
     Client(settings()).send(run_id, message)
     click.echo(f"sent to {run_id}")
 
@@ -338,8 +342,9 @@ def send(run_id: str, message: str) -> None:
 @click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
 @guarded
 def worker(queues: tuple[str, ...], name: str | None, burst: bool) -> None:
-    """Run a worker: executes turns, hands them off on SIGTERM/SIGHUP/SIGINT.
+    """Run a worker that executes turns.
 
+    SIGTERM, SIGHUP or SIGINT hands the running turn back to its queue and exits.
     Grace: RUNNER_SHUTDOWN_GRACE; lease: RUNNER_LEASE_SECONDS; sweep: RUNNER_SWEEP_SECONDS.
     """
     cfg = settings()
@@ -375,7 +380,12 @@ def sweep() -> None:
 @cli.command()
 @guarded
 def demo() -> None:
-    """Watch a turn survive its worker being stopped midway (embedded server, 2 workers)."""
+    """Watch a turn survive a stopped worker.
+
+    Starts the embedded server (unless RUNNER_REDIS_URL is set) and two workers, runs a
+    ten-step scripted turn, sends SIGTERM to the worker running it midway, and checks
+    that the transcript holds every step exactly once.
+    """
     from runner import demo as demo_mod
 
     sys.exit(demo_mod.run(settings(), out))
@@ -399,7 +409,11 @@ def demo() -> None:
 )
 @guarded
 def dev(n: int, queues: tuple[str, ...]) -> None:
-    """Run the server (embedded unless RUNNER_REDIS_URL is set) and N workers until Ctrl-C."""
+    """Run the server and N workers until Ctrl-C.
+
+    The server is the embedded one unless RUNNER_REDIS_URL is set. A worker that dies is
+    replaced; Ctrl-C or SIGTERM stops the workers, each handing its turn off.
+    """
     from runner import local
 
     sys.exit(local.dev(settings(), n, list(queues), err))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -94,12 +95,13 @@ class Client:
             )
         if sub.model == "scripted" and not sub.script:
             raise BadInput("--model scripted needs --script FILE")
+        if sub.session and not re.fullmatch(SESSION_PATTERN, sub.session):
+            raise BadInput(f"not a session name: {sub.session[:40]!r}")
+        # Checked before the run is created: a bad name must leave no keys behind.
+        if sub.session and not re.fullmatch(SESSION_PATTERN, sub.session):
+            raise BadInput(f"not a session name: {sub.session[:40]!r}")
 
     def _index_session(self, run_id: str, session: str) -> None:
-        import re
-
-        if not re.fullmatch(SESSION_PATTERN, session):
-            raise BadInput(f"not a session name: {session[:40]!r}")
         now = time.time()
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(self.keys.session(session), {run_id: now})
@@ -163,9 +165,13 @@ class Client:
         """
         self.get(run_id)
         last = "0-0"
-        backlog = self.store.tail(run_id, tail) if tail is not None else self.store.events(run_id)
-        if tail is not None and backlog:
-            last = backlog[0].id
+        if tail is None:
+            backlog = self.store.events(run_id)
+        else:
+            # --tail 0 shows nothing old: it starts after the newest event.
+            newest = self.store.tail(run_id, max(tail, 1))
+            last = newest[-1].id if newest else last
+            backlog = newest if tail else []
         for event in backlog:
             last = event.id
             yield event
