@@ -419,6 +419,27 @@ def dev(n: int, queues: tuple[str, ...]) -> None:
     sys.exit(local.dev(settings(), n, list(queues), err))
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+@click.option("--quick", is_flag=True, help="Fewer, smaller samples (well under a minute).")
+@guarded
+def bench(as_json: bool, quick: bool) -> None:
+    """Measure what durability costs per step and how fast turns come back.
+
+    Runs against the configured server (RUNNER_REDIS_URL; the embedded one if unset)
+    under a private key prefix and queues, and deletes what it created. Each figure is
+    a median with its spread, beside its physical floor measured in the same run.
+    """
+    from runner.bench.main import run_bench
+    from runner.bench.report import render as render_bench
+
+    report = run_bench(settings(), quick, lambda msg: err.print(f"[dim]{msg}[/dim]"))
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+    else:
+        render_bench(out, report)
+
+
 def main() -> None:
     """Console entry point."""
     try:

@@ -175,15 +175,16 @@ class Client:
         for event in backlog:
             last = event.id
             yield event
-        if self._ended(run_id, backlog):
-            return
-        while True:
+        batch = backlog
+        while not self._ended(run_id, batch):
             batch = self._read_retrying(run_id, last, block_ms, on_retry)
             for event in batch:
                 last = event.id
                 yield event
-            if self._ended(run_id, batch):
-                return
+        if not batch:
+            # The run ended after the last read came back empty; its final events (the
+            # end is written with its status event, atomically) are after ``last``.
+            yield from self._retrying(lambda: self.store.events(run_id, after=last))
 
     def _ended(self, run_id: str, batch: list[AnyEvent]) -> bool:
         for event in reversed(batch):

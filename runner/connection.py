@@ -10,6 +10,9 @@ from runner.errors import BadInput, ServerUnavailable
 from runner.settings import Settings
 
 RETRYABLE = (redis.ConnectionError, redis.TimeoutError)
+# Longer than any blocking read runner issues (follow's XREAD blocks 5 s); redis-py 8's
+# default of 5 s would time those reads out while the server is fine.
+SOCKET_TIMEOUT = 15.0
 
 
 def redis_url(settings: Settings) -> str:
@@ -32,6 +35,7 @@ def connect(settings: Settings, *, decode: bool = True, url: str | None = None) 
             url,
             decode_responses=decode,
             socket_connect_timeout=5,
+            socket_timeout=SOCKET_TIMEOUT,
             socket_keepalive=True,
             health_check_interval=30,
             # A dropped connection is retried inside redis-py a few times; anything

@@ -29,7 +29,8 @@ def new_run_id() -> str:
 def check_run_id(value: str) -> str:
     """Return ``value`` if it is a well-formed run id, else raise BadInput."""
     if not isinstance(value, str) or not RUN_ID_PATTERN.fullmatch(value):
-        shown = repr(value[:MAX_ID_SHOWN] + ("..." if len(value) > MAX_ID_SHOWN else ""))
+        text = value if isinstance(value, str) else repr(value)
+        shown = repr(text[:MAX_ID_SHOWN] + ("..." if len(text) > MAX_ID_SHOWN else ""))
         raise BadInput(f"not a run id: {shown} (expected r + 18 lowercase letters/digits)")
     return value
 

@@ -30,12 +30,13 @@ def enqueue(rq_conn: redis.Redis, run_id: str, queue: str, retention: int, title
 
 
 def in_queue(rq_conn: redis.Redis, run_id: str, queue: str) -> bool:
-    """Whether the run's job waits in its queue (or was just popped by a worker)."""
-    q = Queue(queue, connection=rq_conn)
-    pipe = rq_conn.pipeline(transaction=False)
-    pipe.lpos(q.key, run_id)
-    pipe.lpos(q.intermediate_queue_key, run_id)
-    return any(pos is not None for pos in pipe.execute())
+    """Whether the run's job waits in its queue.
+
+    RQ's intermediate list does not count: a job stays there when the worker that popped
+    it died before starting it (and, for multi-queue workers, after it ran), and RQ only
+    clears it a minute later. Callers give a just-popped job a grace period instead.
+    """
+    return rq_conn.lpos(Queue(queue, connection=rq_conn).key, run_id) is not None
 
 
 def push_front(
@@ -71,6 +72,8 @@ def push_front(
         q.finished_job_registry.remove(job, pipeline=pipe)
         job.set_status(JobStatus.QUEUED, pipeline=pipe)
         pipe.persist(job.key)
+        # Or RQ fails the job later as "stuck in intermediate queue".
+        pipe.lrem(q.intermediate_queue_key, 0, run_id)
         q.push_job_id(run_id, pipeline=pipe, at_front=True)
         pipe.execute()
 

