@@ -1,0 +1,71 @@
+"""Runs the bench's seven sections in order and gathers their figures."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from runner.bench.commits import Transcript, commit_cost, growth
+from runner.bench.context import Bench, Plan
+from runner.bench.follow import follow_latency, reattach
+from runner.bench.memory import stream_memory, worker_rss
+from runner.bench.recovery import recovery
+from runner.bench.report import Report, describe
+from runner.bench.stats import Figure
+from runner.bench.throughput import throughput
+from runner.settings import Settings
+
+
+def run_bench(settings: Settings, quick: bool, progress: Callable[[str], None]) -> Report:
+    """Measure everything on the configured server; leaves nothing behind on it."""
+    started = time.monotonic()
+    load = os.getloadavg()  # a shared machine's other work shows in every figure
+    b = Bench(settings, Plan.make(quick), progress)
+    try:
+        progress(f"bench on {b.url} under prefix {b.token!r}")
+        sections = _sections(b)
+        machine = describe(b.redis, b.url, embedded=settings.redis_url is None)
+        machine["load_average"] = [round(x, 2) for x in load]
+    finally:
+        b.close()
+    s = b.settings
+    return Report(
+        quick=quick,
+        machine=machine,
+        settings={
+            "lease_seconds": s.lease_seconds,
+            "sweep_seconds": s.sweep_seconds,
+            "shutdown_grace": s.shutdown_grace,
+            "workers": b.plan.workers,
+            "prefix": b.token,
+        },
+        sections=sections,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _sections(b: Bench) -> dict[str, list[Figure]]:
+    out: dict[str, list[Figure]] = {}
+    grown: list[Transcript] = []
+
+    def grow() -> list[Figure]:
+        figures, transcript = growth(b)
+        grown.append(transcript)
+        return figures
+
+    steps: list[tuple[str, str, Callable[[], list[Figure]]]] = [
+        ("commit", "commit cost vs PING", lambda: commit_cost(b)),
+        ("growth", "commit cost as the transcript grows", grow),
+        ("follow", "follow latency vs XADD → XREAD", lambda: follow_latency(b)),
+        ("reattach", "reattach: replay the long transcript", lambda: reattach(b, grown[0])),
+        ("throughput", "turn throughput vs no-op jobs", lambda: throughput(b)),
+        ("recovery", "recovery: handoff and crash", lambda: recovery(b)),
+        ("memory", "memory", lambda: [stream_memory(grown[0]), *worker_rss(b)]),
+    ]
+    for i, (key, title, run) in enumerate(steps, 1):
+        b.progress(f"[{i}/{len(steps)}] {title}")
+        t0 = time.monotonic()
+        out[key] = run()
+        b.progress(f"      {time.monotonic() - t0:.1f}s")
+    return out

@@ -1,0 +1,140 @@
+"""Processes the bench starts and watches: workers, followers, readers; their memory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TypeVar
+
+from rq.worker import Worker
+
+from runner.bench.context import RUNNER, Bench, BenchError
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll ``predicate`` until it returns something truthy; BenchError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.01)
+
+
+@dataclass
+class WorkerProc:
+    """A ``runner worker`` subprocess the bench started."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: str
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+
+def spawn_worker(b: Bench, queue_name: str, burst: bool = False) -> WorkerProc:
+    """Start ``runner worker`` on ``queue_name`` (``--burst``: quit when it is empty)."""
+    name = b.name("w")
+    args = [*RUNNER, "worker", "--queue", queue_name, "--name", name]
+    popen = b.spawn([*args, "--burst"] if burst else args, f"{name}.log")
+    return WorkerProc(name, popen, f"{name}.log")
+
+
+def wait_registered(b: Bench, workers: list[WorkerProc], timeout: float = 30) -> None:
+    """Wait until every worker has registered with RQ (it is listening)."""
+    prefix = Worker.redis_worker_namespace_prefix
+    for w in workers:
+
+        def ready(w: WorkerProc = w) -> bool:
+            if not w.alive():
+                raise BenchError(f"worker {w.name} exited: {b.log_tail(w.log)}")
+            return bool(b.redis.exists(prefix + w.name))
+
+        wait_until(ready, timeout, f"worker {w.name} to start")
+
+
+def wait_proc(b: Bench, popen: subprocess.Popen[bytes], timeout: float, log: str) -> int:
+    """Wait for a process to exit; BenchError (with its log) if it does not."""
+    try:
+        return popen.wait(timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"{popen.args!r} did not exit: {b.log_tail(log)}") from exc
+
+
+def wait_exit(b: Bench, w: WorkerProc, timeout: float) -> int:
+    """Wait for a worker to exit; BenchError (with its log) if it does not."""
+    return wait_proc(b, w.popen, timeout, w.log)
+
+
+def stop_worker(b: Bench, w: WorkerProc) -> None:
+    """SIGTERM (a handoff), then SIGKILL of its group if it outstays its grace."""
+    if not w.alive():
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(w.pid, signal.SIGTERM)
+    try:
+        w.popen.wait(timeout=b.settings.shutdown_grace + 5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(w.pid, signal.SIGKILL)
+        w.popen.wait(timeout=10)
+
+
+def children(pid: int) -> list[int]:
+    """Child PIDs of ``pid`` (a worker's work horse), from /proc."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def rss(pid: int) -> int:
+    """Resident set size of ``pid`` in bytes (VmRSS), 0 if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class LineReader:
+    """Reads a pipe in a thread and stamps each line with ``perf_counter`` on receipt."""
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        self._lines: queue.Queue[tuple[float, bytes]] = queue.Queue()
+        self._pipe = pipe
+        threading.Thread(target=self._run, name="bench-reader", daemon=True).start()
+
+    def _run(self) -> None:
+        for line in iter(self._pipe.readline, b""):
+            self._lines.put((time.perf_counter(), line))
+        self._lines.put((time.perf_counter(), b""))
+
+    def next(self, timeout: float = 30) -> tuple[float, bytes]:
+        """The next line and when it arrived; BenchError on timeout or end of output."""
+        try:
+            stamp, line = self._lines.get(timeout=timeout)
+        except queue.Empty as exc:
+            raise BenchError(f"no output within {timeout:.0f}s") from exc
+        if not line:
+            raise BenchError("the process ended its output early")
+        return stamp, line
