@@ -20,13 +20,13 @@ from runner.errors import BadInput, ModelError
 from runner.script import Script, parse_script
 from workers.models import (
     Interrupted,
-    OpenAIModel,
     Reply,
     ScriptedModel,
     ToolCall,
     Usage,
     load_model,
 )
+from workers.openai_model import OpenAIModel
 from workers.stop import Stop
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,0 +1,152 @@
+"""The OpenAI provider: the official SDK, a call abandoned on a stop, transient errors retried."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+import openai
+import tenacity
+from openai.types.chat import ChatCompletion
+
+from runner.errors import ModelError
+from workers.models import _POLL_SECONDS, Interrupted, Reply, ToolCall, Usage
+from workers.stop import Stop
+
+# Failures worth another attempt: the request had no effect and may well work next time.
+_TRANSIENT = (
+    openai.APIConnectionError,  # includes APITimeoutError
+    openai.RateLimitError,
+    openai.InternalServerError,
+)
+
+
+def _parse_arguments(raw: str) -> dict[str, Any]:
+    """Tool-call arguments as a dict; what does not parse is kept under ``_raw``."""
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {"_raw": raw}
+    return value if isinstance(value, dict) else {"_raw": raw}
+
+
+def _to_reply(completion: ChatCompletion) -> Reply:
+    """Our Reply from an OpenAI chat completion."""
+    if not completion.choices:
+        raise ModelError("openai: the response has no choices")
+    message = completion.choices[0].message
+    calls = [
+        ToolCall(call.id, call.function.name, _parse_arguments(call.function.arguments))
+        for call in message.tool_calls or []
+        if call.type == "function"
+    ]
+    usage = None
+    if completion.usage is not None:
+        usage = Usage(completion.usage.prompt_tokens, completion.usage.completion_tokens)
+    return Reply(message.content or "", calls, usage)
+
+
+class OpenAIModel:
+    """A chat model on the OpenAI API (or a compatible server at ``base_url``).
+
+    The key comes from ``OPENAI_API_KEY`` and is read by the SDK only; the base URL from
+    the argument, else ``RUNNER_OPENAI_BASE_URL``. The client is made on first use, so
+    naming the model needs no key. ``client`` lets tests inject a fake.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        *,
+        client: Any = None,
+        attempts: int = 4,
+        backoff: float = 1.0,
+        timeout: float = 300.0,
+    ) -> None:
+        self.model = model
+        self.base_url = base_url or os.environ.get("RUNNER_OPENAI_BASE_URL") or None
+        self.attempts = attempts
+        self.backoff = backoff
+        self.timeout = timeout
+        # Any: the real client or a test double with the same chat.completions.create.
+        self._client: Any = client
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            try:
+                # Retries are ours (tenacity, stop-aware), so the SDK's own are off.
+                self._client = openai.OpenAI(
+                    base_url=self.base_url, max_retries=0, timeout=self.timeout
+                )
+            except openai.OpenAIError as exc:
+                raise ModelError(f"openai: {exc}") from exc
+        return self._client
+
+    def complete(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], stop: Stop
+    ) -> Reply:
+        """Ask the API, abandoning the call (Interrupted) if a stop is requested."""
+        if stop.requested.is_set():
+            raise Interrupted
+        client = self._get_client()
+        future: Future[Reply] = Future()
+        args = (client, list(messages), list(tools), stop, future)
+        # A daemon thread: an abandoned call must not keep the worker process alive.
+        threading.Thread(target=self._call, args=args, name="openai-call", daemon=True).start()
+        while True:
+            try:
+                return future.result(timeout=_POLL_SECONDS)
+            except FutureTimeout:
+                if stop.requested.is_set():
+                    raise Interrupted from None
+
+    def _call(
+        self,
+        client: Any,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        stop: Stop,
+        future: Future[Reply],
+    ) -> None:
+        """Run the request (with retries) in the helper thread and settle ``future``."""
+        try:
+            future.set_result(_to_reply(self._create(client, messages, tools, stop)))
+        except openai.OpenAIError as exc:
+            future.set_exception(ModelError(f"openai: {exc}"))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    def _create(
+        self, client: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]], stop: Stop
+    ) -> ChatCompletion:
+        """One chat completion, retried on transient errors until a stop is requested."""
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages}
+        if tools:
+            kwargs["tools"] = tools
+
+        def backoff_sleep(seconds: float) -> None:
+            # Ends early on a stop: the caller has abandoned the call by then anyway.
+            stop.wait(seconds)
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_TRANSIENT),
+            wait=tenacity.wait_exponential(multiplier=self.backoff, max=30),
+            stop=tenacity.stop_after_attempt(self.attempts)
+            | tenacity.stop_when_event_set(stop.requested),
+            sleep=backoff_sleep,
+            reraise=True,
+        )
+        result: ChatCompletion = retrying(client.chat.completions.create, **kwargs)
+        return result
+
+
+# ---------------------------------------------------------------------------- loading
+
+
