@@ -190,15 +190,15 @@ def _follow(client: Client, run_id: str, as_json: bool, tail: int | None) -> int
     previous = signal.signal(signal.SIGHUP, _raise_detach)
     last: Status | None = None
     try:
-        for ev in client.follow(run_id, tail=tail, on_retry=_reconnecting):
+        for batch in client.follow_batches(run_id, tail=tail, on_retry=_reconnecting):
             if as_json:
-                click.echo(to_json(ev))
+                click.echo("\n".join(to_json(ev) for ev in batch))
             else:
-                render.event(out, ev)
-            if isinstance(ev, StatusEvent):
-                last = ev.status
-                if ev.status is Status.QUEUED and not as_json:
-                    _queued_note(client, run_id)
+                render.events(out, batch)
+            statuses = [ev.status for ev in batch if isinstance(ev, StatusEvent)]
+            last = statuses[-1] if statuses else last
+            if statuses and last is Status.QUEUED and not as_json:
+                _queued_note(client, run_id)
     except (KeyboardInterrupt, Detach):
         err.print(f"detached; the run goes on. Reattach with: runner follow {run_id}")
         return EXIT_DETACHED

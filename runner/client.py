@@ -158,7 +158,18 @@ class Client:
         on_retry: Callable[[BaseException], None] | None = None,
         block_ms: int = 5000,
     ) -> Iterator[AnyEvent]:
-        """Replay the run's events, then yield new ones until it ends or parks.
+        """Replay the run's events, then yield new ones until it ends or parks."""
+        for batch in self.follow_batches(run_id, tail, on_retry, block_ms):
+            yield from batch
+
+    def follow_batches(
+        self,
+        run_id: str,
+        tail: int | None = None,
+        on_retry: Callable[[BaseException], None] | None = None,
+        block_ms: int = 5000,
+    ) -> Iterator[list[AnyEvent]]:
+        """Like :meth:`follow`, in the batches the server returns them (cheaper to print).
 
         A lost connection is retried with backoff and resumes after the last event
         yielded: nothing is missed and nothing is yielded twice.
@@ -166,25 +177,25 @@ class Client:
         self.get(run_id)
         last = "0-0"
         if tail is None:
-            backlog = self.store.events(run_id)
+            batch = self.store.events(run_id)
         else:
             # --tail 0 shows nothing old: it starts after the newest event.
             newest = self.store.tail(run_id, max(tail, 1))
             last = newest[-1].id if newest else last
-            backlog = newest if tail else []
-        for event in backlog:
-            last = event.id
-            yield event
-        batch = backlog
-        while not self._ended(run_id, batch):
+            batch = newest if tail else []
+        while True:
+            if batch:
+                last = batch[-1].id
+                yield batch
+            if self._ended(run_id, batch):
+                break
             batch = self._read_retrying(run_id, last, block_ms, on_retry)
-            for event in batch:
-                last = event.id
-                yield event
         if not batch:
             # The run ended after the last read came back empty; its final events (the
             # end is written with its status event, atomically) are after ``last``.
-            yield from self._retrying(lambda: self.store.events(run_id, after=last))
+            rest = self._retrying(lambda: self.store.events(run_id, after=last))
+            if rest:
+                yield rest
 
     def _ended(self, run_id: str, batch: list[AnyEvent]) -> bool:
         for event in reversed(batch):

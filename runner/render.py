@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from runner.events import MessageEvent, Status, StatusEvent, UsageEvent
 from runner.store import RunRecord
@@ -15,6 +17,7 @@ from runner.store import RunRecord
 AnyEvent = StatusEvent | MessageEvent | UsageEvent
 TOOL_OUTPUT_LINES = 12
 TOOL_OUTPUT_CHARS = 1200
+ROLE_STYLE = {"user": "bold blue", "assistant": "bold green", "system": "dim", "tool": "magenta"}
 STATUS_STYLE = {
     Status.QUEUED: "yellow",
     Status.RUNNING: "cyan",
@@ -39,35 +42,45 @@ def _time(ts: str) -> str:
 
 def event(console: Console, ev: AnyEvent) -> None:
     """Print one event for a human."""
-    stamp = f"[dim]{_time(ev.ts)}[/dim]"
+    console.print(event_text(ev))
+
+
+def events(console: Console, batch: Sequence[AnyEvent]) -> None:
+    """Print many events in one write: replaying a long transcript is mostly print calls."""
+    if batch:
+        console.print(Text("\n").join(event_text(ev) for ev in batch))
+
+
+def event_text(ev: AnyEvent) -> Text:
+    """One event as styled text (built directly, no markup to parse)."""
+    stamp = Text.assemble((_time(ev.ts), "dim"), " ")
+    if isinstance(ev, MessageEvent) and ev.role != "tool":
+        return Text("\n").join(stamp + line for line in _message_lines(ev))
+    text = stamp
     if isinstance(ev, StatusEvent):
-        style = STATUS_STYLE.get(ev.status, "white")
-        where = f" on {escape(ev.worker)}" if ev.worker else ""
-        why = f" ({escape(ev.reason)})" if ev.reason else ""
-        console.print(
-            f"{stamp} [bold {style}]● {ev.status.value}[/]{where}{why} "
-            f"[dim]attempt {ev.epoch}[/dim]"
-        )
-    elif isinstance(ev, MessageEvent):
-        _message(console, stamp, ev)
-    else:
+        text.append(f"● {ev.status.value}", f"bold {STATUS_STYLE.get(ev.status, 'white')}")
+        text.append(f" on {ev.worker}" if ev.worker else "")
+        text.append(f" ({ev.reason})" if ev.reason else "")
+        text.append(f" attempt {ev.epoch}", "dim")
+    elif isinstance(ev, UsageEvent):
         cost = f", ${ev.cost:.4f}" if ev.cost else ""
-        console.print(f"{stamp} [dim]usage: {ev.input_tokens} in, {ev.output_tokens} out{cost}[/]")
+        text.append(f"usage: {ev.input_tokens} in, {ev.output_tokens} out{cost}", "dim")
+    else:
+        text.append(f"tool {ev.name or ''}", "magenta")
+        text.append(" →\n")
+        text.append(_trim(ev.content), "dim")
+    return text
 
 
-def _message(console: Console, stamp: str, ev: MessageEvent) -> None:
-    if ev.role == "tool":
-        console.print(f"{stamp} [magenta]tool {escape(ev.name or '')}[/] →")
-        console.print(f"[dim]{escape(_trim(ev.content))}[/dim]")
-        return
-    color = {"user": "bold blue", "assistant": "bold green", "system": "dim"}[ev.role]
-    if ev.content:
-        console.print(f"{stamp} [{color}]{ev.role}[/]: {escape(ev.content)}")
+def _message_lines(ev: MessageEvent) -> list[Text]:
+    color = ROLE_STYLE[ev.role]
+    lines = []
+    if ev.content or not ev.tool_calls:
+        lines.append(Text.assemble((ev.role, color), f": {ev.content}"))
     for call in ev.tool_calls or []:
         args = json.dumps(call.arguments, ensure_ascii=False)
-        console.print(
-            f"{stamp} [{color}]{ev.role}[/] calls [magenta]{escape(call.name)}[/] {escape(args)}"
-        )
+        lines.append(Text.assemble((ev.role, color), " calls ", (call.name, "magenta"), f" {args}"))
+    return lines
 
 
 def _when(ms: int) -> str:
