@@ -30,6 +30,7 @@ from runner.events import (
 from runner.keys import Keys, check_run_id
 
 AnyEvent = StatusEvent | MessageEvent | UsageEvent
+KEY_CACHE_SIZE = 1024
 
 
 def _load_script(name: str) -> str:
@@ -90,6 +91,7 @@ class RunStore:
         self.redis: Any = client
         self.keys = keys
         self.retention_ms = retention_seconds * 1000
+        self._key_cache: dict[str, list[str]] = {}  # building and checking them shows per step
         self._scripts = {
             name: client.register_script(_load_script(name))
             for name in (
@@ -107,17 +109,23 @@ class RunStore:
         }
 
     def _keys(self, run_id: str) -> list[str]:
-        k = self.keys
-        return [
-            k.record(run_id),
-            k.events(run_id),
-            k.lease(run_id),
-            k.runs,
-            k.active,
-            k.queued,
-            k.inbox(run_id),
-            k.script(run_id),
-        ]
+        """The KEYS every script takes, in the order prelude.lua names them."""
+        cached = self._key_cache.get(run_id)
+        if cached is None:
+            if len(self._key_cache) >= KEY_CACHE_SIZE:
+                self._key_cache.clear()
+            k = self.keys
+            cached = self._key_cache[run_id] = [
+                k.record(run_id),
+                k.events(run_id),
+                k.lease(run_id),
+                k.runs,
+                k.active,
+                k.queued,
+                k.inbox(run_id),
+                k.script(run_id),
+            ]
+        return cached
 
     def _call(self, name: str, run_id: str, *args: Any) -> Any:
         try:
