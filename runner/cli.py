@@ -446,6 +446,11 @@ def main() -> None:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         sys.exit(EXIT_DETACHED)
+    except click.UsageError as exc:
+        # One line, like every other bad input; the full usage is one --help away.
+        where = exc.ctx.command_path if exc.ctx is not None else "runner"
+        click.echo(f"error: {exc.format_message()} (see: {where} --help)", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

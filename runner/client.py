@@ -29,6 +29,7 @@ from runner.events import (
     to_openai,
 )
 from runner.keys import Keys, check_run_id, new_run_id
+from runner.modelspec import check_model_spec
 from runner.settings import Settings
 from runner.store import RunRecord, RunStore
 
@@ -93,6 +94,7 @@ class Client:
                 f"the prompt is {size} bytes; the limit is {self.settings.max_prompt_bytes} "
                 "(RUNNER_MAX_PROMPT_BYTES)"
             )
+        check_model_spec(sub.model)
         if sub.model == "scripted" and not sub.script:
             raise BadInput("--model scripted needs --script FILE")
         if sub.session and not re.fullmatch(SESSION_PATTERN, sub.session):

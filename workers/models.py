@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from runner.errors import BadInput
+from runner.modelspec import check_model_spec
 from runner.script import Script
 from workers.stop import Stop
 
 # How often a caller waiting on a provider call looks at the stop request.
 _POLL_SECONDS = 0.1
-
-KNOWN_SPECS = ("scripted", "openai:<model>")
 
 
 @dataclass(frozen=True)
@@ -110,15 +109,13 @@ class ScriptedModel:
 
 def load_model(spec: str, script: Script | None) -> Model:
     """The model a run's spec names: ``scripted`` or ``openai:<model>``."""
-    if spec == "scripted":
+    provider, name = check_model_spec(spec)
+    if provider == "scripted":
         if script is None:
             raise BadInput("the scripted model needs a script (--script FILE)")
         return ScriptedModel(script)
-    provider, _, name = spec.partition(":")
-    if provider == "openai" and name.strip():
-        # Imported here: the openai SDK takes over a second to import, which every
-        # worker start would pay for.
-        from workers.openai_model import OpenAIModel
+    # Imported here: the openai SDK takes over a second to import, which every worker
+    # start would pay for.
+    from workers.openai_model import OpenAIModel
 
-        return OpenAIModel(name.strip())
-    raise BadInput(f"unknown model {spec!r}; known: {', '.join(KNOWN_SPECS)}")
+    return OpenAIModel(name)

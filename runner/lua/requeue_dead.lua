@@ -1,5 +1,5 @@
 -- An attempt died without handing off. ARGV: id, epoch ('' = whatever is current),
--- reason, lease must be gone (1/0), max dirty restarts, retention_ms.
+-- reason, lease must be gone (1/0), max dirty restarts.
 -- Returns the new status, or '' when there was nothing to do.
 local rec = redis.call('HMGET', KEYS[1], 'status', 'epoch', 'dirty', 'worker')
 if rec[1] ~= 'running' then return '' end

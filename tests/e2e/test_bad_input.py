@@ -101,6 +101,8 @@ def _submit_cases(tmp_path: Path) -> dict[str, tuple[list[str], str | None, str]
         "prompt-empty": ([*scripted, str(good), "   "], None, "empty"),
         "bad-queue": ([*scripted, str(good), "--queue", "a b", "hi"], None, "queue"),
         "bad-session": ([*scripted, str(good), "--session", "../x", "hi"], None, "session"),
+        "unknown-model": (["--model", "nope", "hi"], None, "unknown model"),
+        "usage-error": (["--max-steps", "0", "hi"], None, "--max-steps"),
     }
 
 
@@ -113,6 +115,8 @@ SUBMIT_CASES = [
     "prompt-empty",
     "bad-queue",
     "bad-session",
+    "unknown-model",
+    "usage-error",
 ]
 
 
