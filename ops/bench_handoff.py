@@ -32,17 +32,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from runner.bench.procs import wait_until as wait_for
 from runner.client import Client, Submission
 from runner.embedded import ensure_server, stop_server
 from runner.events import MessageEvent, Status, StatusEvent
 from runner.settings import Settings
 
-T = TypeVar("T")
 QUEUE = "bench"
 METRICS = ("resume", "handoff", "first_step", "exit")
 CLOCKS = (
@@ -89,18 +88,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.runs < 1 or args.think <= 0 or args.grace <= 0:
         parser.error("--runs, --think and --grace must be positive")
     return args
-
-
-def wait_for(predicate: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll ``predicate`` until it is truthy; RuntimeError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.005)
 
 
 def script(think: float) -> list[dict[str, Any]]:
