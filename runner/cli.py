@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -173,8 +174,6 @@ def submit(
 
 
 def _valid_queue(name: str) -> bool:
-    import re
-
     return re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name) is not None
 
 
@@ -352,6 +351,8 @@ def worker(queues: tuple[str, ...], name: str | None, burst: bool) -> None:
     for q in names:
         if not _valid_queue(q):
             raise BadInput(f"not a queue name: {q[:40]!r}")
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", name):
+        raise BadInput(f"not a worker name: {name[:40]!r} (letters, digits, _ . : -)")
     from workers.worker import main
 
     sys.exit(main(names, name, burst, cfg))

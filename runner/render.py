@@ -92,8 +92,12 @@ def _when(ms: int) -> str:
 def runs(console: Console, records: list[RunRecord]) -> None:
     """A table of runs."""
     table = Table(box=None, pad_edge=False)
-    for col in ("ID", "STATUS", "STEPS", "QUEUE", "WORKER", "UPDATED (UTC)", "TITLE"):
-        table.add_column(col, no_wrap=col != "TITLE", overflow="ellipsis")
+    table.add_column("ID", no_wrap=True, min_width=19)
+    table.add_column("STATUS", no_wrap=True, min_width=9)
+    for col in ("STEPS", "QUEUE", "WORKER", "UPDATED UTC"):
+        table.add_column(col, no_wrap=True, overflow="ellipsis")
+    # The title takes what is left and gives way first on a narrow terminal.
+    table.add_column("TITLE", no_wrap=True, overflow="ellipsis", ratio=1, min_width=4)
     for r in records:
         table.add_row(
             r.id,
@@ -101,7 +105,7 @@ def runs(console: Console, records: list[RunRecord]) -> None:
             str(r.steps),
             r.queue,
             r.worker or "-",
-            _when(r.updated_ms),
+            _when(r.updated_ms)[5:],  # MM-DD HH:MM:SS: the year only costs width
             escape(r.title),
         )
     console.print(table)
