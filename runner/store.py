@@ -159,7 +159,6 @@ class RunStore:
         run_id: str,
         epoch: int,
         events: Sequence[AnyEvent],
-        lease_seconds: float,
         seen: int,
         steps: int = 1,
     ) -> Commit:
@@ -171,9 +170,7 @@ class RunStore:
         flat: list[str] = []
         for event in events:
             flat.extend(encode(event))
-        last, inbox = self._call(
-            "commit", run_id, epoch, int(lease_seconds * 1000), steps, seen, *flat
-        )
+        last, inbox = self._call("commit", run_id, epoch, steps, seen, *flat)
         return Commit(str(last), int(inbox))
 
     def heartbeat(self, run_id: str, epoch: int, lease_seconds: float) -> Beat:

@@ -181,9 +181,7 @@ class Turn:
     def _commit(self, events: list[AnyEvent]) -> None:
         steps = sum(1 for e in events if isinstance(e, MessageEvent))
         commit = self._retrying(
-            lambda: self.store.commit(
-                self.run_id, self.epoch, events, self.settings.lease_seconds, self.seen, steps
-            )
+            lambda: self.store.commit(self.run_id, self.epoch, events, self.seen, steps)
         )
         self.seen += len(events)
         self.inbox = commit.inbox

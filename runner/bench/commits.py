@@ -68,9 +68,8 @@ class Transcript:
 
     def commit(self, events: Sequence[AnyEvent]) -> float:
         """Commit ``events`` as one step; returns how long the commit took."""
-        lease = self.b.settings.lease_seconds
         t0 = time.perf_counter()
-        self.b.store.commit(self.run_id, self.epoch, events, lease, self.seen, steps=1)
+        self.b.store.commit(self.run_id, self.epoch, events, self.seen, steps=1)
         took = time.perf_counter() - t0
         self.seen += len(events)
         self.steps += 1

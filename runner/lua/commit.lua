@@ -1,6 +1,6 @@
--- ARGV: id, epoch, lease_ms (unused: the heartbeat keeps the lease), steps (how many of
--- the events are transcript steps), stream length the caller saw before this commit,
--- then type, data pairs. Returns {last id, inbox length}.
+-- ARGV: id, epoch, steps (how many of the events are transcript steps), stream length
+-- the caller saw before this commit, then type, data pairs. Returns {last id, inbox
+-- length}. The lease is left to the heartbeat: one call fewer on every step.
 -- A retry of a commit that already landed (its reply was lost) finds the stream longer
 -- by exactly its events and appends nothing. Kept to the fewest calls: this is the cost
 -- of every step.
@@ -9,18 +9,18 @@ if rec[1] ~= 'running' or rec[2] ~= ARGV[2] then
   return redis.error_reply('STALE epoch ' .. ARGV[2] .. ' no longer owns the run')
 end
 local len = redis.call('XLEN', KEYS[2])
-local seen = tonumber(ARGV[5])
+local seen = tonumber(ARGV[4])
 if len ~= seen then
-  if len == seen + (#ARGV - 5) / 2 then
+  if len == seen + (#ARGV - 4) / 2 then
     local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
     return {last[1][1], redis.call('LLEN', KEYS[7])}
   end
   return redis.error_reply('STALE stream has ' .. len .. ' events, epoch ' .. ARGV[2] .. ' saw ' .. seen)
 end
 local last = nil
-for i = 6, #ARGV, 2 do last = append(ARGV[2], ARGV[i], ARGV[i + 1]) end
-if ARGV[4] ~= '0' then
-  redis.call('HINCRBY', KEYS[1], 'steps', ARGV[4])
+for i = 5, #ARGV, 2 do last = append(ARGV[2], ARGV[i], ARGV[i + 1]) end
+if ARGV[3] ~= '0' then
+  redis.call('HINCRBY', KEYS[1], 'steps', ARGV[3])
   redis.call('HSET', KEYS[1], 'dirty', '0', 'updated_ms', now)
 else
   redis.call('HSET', KEYS[1], 'updated_ms', now)

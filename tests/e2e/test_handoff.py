@@ -450,7 +450,7 @@ def test_resume_repairs_a_tool_call_without_result(
     assert epoch == 1
     call = ToolCallOut(id="call_0", name=tool, arguments=args)
     answer = MessageEvent(role="assistant", content="step 0", tool_calls=[call])
-    store.commit(run_id, epoch, [answer], 30, seen=len(store.events(run_id)))
+    store.commit(run_id, epoch, [answer], seen=len(store.events(run_id)))
     if ended == "handoff":
         store.finish(run_id, epoch, Status.QUEUED, "ghost", "handoff")
     else:

@@ -53,7 +53,7 @@ def test_stale_epoch_is_rejected_and_changes_nothing(store: RunStore) -> None:
     run_id = new_run(store)
     old = store.claim(run_id, "w1", LEASE)
     assert old == 1
-    store.commit(run_id, 1, [assistant("from attempt 1")], LEASE, seen=3)
+    store.commit(run_id, 1, [assistant("from attempt 1")], seen=3)
     # The attempt is taken over: requeued and claimed again by another worker.
     assert die(store, run_id, 1) is Status.QUEUED
     new = store.claim(run_id, "w2", LEASE)
@@ -64,7 +64,7 @@ def test_stale_epoch_is_rejected_and_changes_nothing(store: RunStore) -> None:
     assert before[3] == ["steer"]
 
     with pytest.raises(StaleEpoch):
-        store.commit(run_id, 1, [assistant("stale")], LEASE, seen=seen)
+        store.commit(run_id, 1, [assistant("stale")], seen=seen)
     with pytest.raises(StaleEpoch):
         store.finish(run_id, 1, Status.SUCCEEDED, "w1", "final answer")
     with pytest.raises(StaleEpoch):
@@ -76,14 +76,14 @@ def test_stale_epoch_is_rejected_and_changes_nothing(store: RunStore) -> None:
     record = store.get(run_id)
     assert (record.status, record.epoch, record.worker) == (Status.RUNNING, 2, "w2")
     # The current attempt still writes.
-    store.commit(run_id, 2, [assistant("from attempt 2")], LEASE, seen=seen)
+    store.commit(run_id, 2, [assistant("from attempt 2")], seen=seen)
 
 
 def test_writes_to_a_run_that_is_not_running_are_fenced(store: RunStore) -> None:
     run_id = new_run(store)
     before = raw(store, run_id)
     with pytest.raises(StaleEpoch):
-        store.commit(run_id, 0, [assistant("never claimed")], LEASE, seen=2)
+        store.commit(run_id, 0, [assistant("never claimed")], seen=2)
     with pytest.raises(StaleEpoch):
         store.finish(run_id, 0, Status.SUCCEEDED)
     assert raw(store, run_id) == before
@@ -136,8 +136,8 @@ def test_commit_retried_after_a_lost_reply_is_applied_once(store: RunStore) -> N
     store.claim(run_id, "w1", LEASE)
     seen = len(store.events(run_id))
     events = [assistant("thinking"), MessageEvent(role="tool", content="ok", tool_call_id="c1")]
-    first = store.commit(run_id, 1, events, LEASE, seen=seen, steps=2)
-    again = store.commit(run_id, 1, events, LEASE, seen=seen, steps=2)
+    first = store.commit(run_id, 1, events, seen=seen, steps=2)
+    again = store.commit(run_id, 1, events, seen=seen, steps=2)
     assert again == first
     stream = store.events(run_id)
     assert len(stream) == seen + 2
@@ -147,7 +147,7 @@ def test_commit_retried_after_a_lost_reply_is_applied_once(store: RunStore) -> N
 
     # A writer that missed events (the stream moved on without it) is refused.
     with pytest.raises(StaleEpoch, match="saw"):
-        store.commit(run_id, 1, [assistant("late")], LEASE, seen=seen - 1)
+        store.commit(run_id, 1, [assistant("late")], seen=seen - 1)
     assert len(store.events(run_id)) == seen + 2
 
 
@@ -155,7 +155,7 @@ def test_commit_is_one_round_trip(store: RunStore, monkeypatch: pytest.MonkeyPat
     run_id = new_run(store)
     store.claim(run_id, "w1", LEASE)
     seen = len(store.events(run_id))
-    store.commit(run_id, 1, [assistant("warm the script cache")], LEASE, seen=seen)
+    store.commit(run_id, 1, [assistant("warm the script cache")], seen=seen)
     calls: list[tuple[Any, ...]] = []
     real = store.redis.execute_command
 
@@ -164,7 +164,7 @@ def test_commit_is_one_round_trip(store: RunStore, monkeypatch: pytest.MonkeyPat
         return real(*args, **kwargs)
 
     monkeypatch.setattr(store.redis, "execute_command", counting)
-    commit = store.commit(run_id, 1, [assistant("one"), assistant("two")], LEASE, seen=seen + 1)
+    commit = store.commit(run_id, 1, [assistant("one"), assistant("two")], seen=seen + 1)
     assert [c[0] for c in calls] == ["EVALSHA"]
     assert commit.inbox == 0
 
@@ -173,7 +173,7 @@ def test_commit_updates_the_record(store: RunStore) -> None:
     run_id = new_run(store)
     store.claim(run_id, "w1", LEASE)
     updated = store.get(run_id).updated_ms
-    store.commit(run_id, 1, [assistant("a")], LEASE, seen=3)
+    store.commit(run_id, 1, [assistant("a")], seen=3)
     record = store.get(run_id)
     assert record.steps == 1
     assert record.updated_ms >= updated
@@ -250,14 +250,14 @@ def test_crash_loop_suspends_and_a_committed_step_resets_it(store: RunStore) -> 
     assert store.get(run_id).dirty == 2
     epoch = store.claim(run_id, "w1", LEASE)
     assert epoch is not None
-    store.commit(run_id, epoch, [assistant("progress")], LEASE, seen=len(store.events(run_id)))
+    store.commit(run_id, epoch, [assistant("progress")], seen=len(store.events(run_id)))
     assert store.get(run_id).dirty == 0
     # A commit that is not a step (usage only, steps=0) does not reset it.
     die(store, run_id, epoch)
     epoch = store.claim(run_id, "w1", LEASE)
     assert epoch is not None
     usage = UsageEvent(input_tokens=1, output_tokens=1)
-    store.commit(run_id, epoch, [usage], LEASE, seen=len(store.events(run_id)), steps=0)
+    store.commit(run_id, epoch, [usage], seen=len(store.events(run_id)), steps=0)
     assert store.get(run_id).dirty == 1
 
 
@@ -337,7 +337,7 @@ def test_send_and_drain_inbox(store: RunStore) -> None:
     store.claim(run_id, "w1", LEASE)
     assert store.send(run_id, "first") is Status.RUNNING
     assert store.send(run_id, "second") is Status.RUNNING
-    commit = store.commit(run_id, 1, [assistant("a")], LEASE, seen=3)
+    commit = store.commit(run_id, 1, [assistant("a")], seen=3)
     assert commit.inbox == 2
     assert store.drain_inbox(run_id, 1) == 2
     users = [

@@ -67,17 +67,17 @@ def test_fenced_writes(store: RunStore) -> None:
     assert store.claim(run_id, "w2", LEASE) == 2
     before = store.redis.xrange(store.keys.events(run_id))
     with pytest.raises(StaleEpoch, match="epoch 1"):
-        store.commit(run_id, 1, [say("stale")], LEASE, seen=len(before))
+        store.commit(run_id, 1, [say("stale")], seen=len(before))
     assert store.heartbeat(run_id, 1, LEASE) is Beat.FENCED
     assert store.redis.xrange(store.keys.events(run_id)) == before
-    store.commit(run_id, 2, [say("fresh")], LEASE, seen=len(before))
+    store.commit(run_id, 2, [say("fresh")], seen=len(before))
 
 
 def test_commit_retry_is_idempotent(store: RunStore) -> None:
     run_id = new_run(store)
     store.claim(run_id, "w1", LEASE)
-    first = store.commit(run_id, 1, [say("a"), say("b")], LEASE, seen=3, steps=2)
-    assert store.commit(run_id, 1, [say("a"), say("b")], LEASE, seen=3, steps=2) == first
+    first = store.commit(run_id, 1, [say("a"), say("b")], seen=3, steps=2)
+    assert store.commit(run_id, 1, [say("a"), say("b")], seen=3, steps=2) == first
     assert len(store.events(run_id)) == 5
     assert store.get(run_id).steps == 2
 
@@ -97,7 +97,7 @@ def test_crash_loop_and_reset(store: RunStore) -> None:
     store.requeue_dead(run_id, "oom", 2, epoch=epoch, lease_gone=False)
     epoch = store.claim(run_id, "w", LEASE)
     assert epoch is not None
-    store.commit(run_id, epoch, [say("step")], LEASE, seen=len(store.events(run_id)))
+    store.commit(run_id, epoch, [say("step")], seen=len(store.events(run_id)))
     assert store.get(run_id).dirty == 0
 
 
@@ -151,7 +151,7 @@ def drive(events: Iterator[Any], on_each: Callable[[int], None] | None = None) -
 def test_follow_of_an_ended_run_replays_and_stops(store: RunStore) -> None:
     run_id = new_run(store)
     store.claim(run_id, "w1", LEASE)
-    store.commit(run_id, 1, [say("done")], LEASE, seen=3)
+    store.commit(run_id, 1, [say("done")], seen=3)
     store.finish(run_id, 1, Status.SUCCEEDED, "w1", "final answer")
     client = make_client(store)
     everything = drive(client.follow(run_id))
@@ -189,7 +189,7 @@ def test_follow_reconnects_without_gap_or_duplicate(
         n = next(step)
         seen = len(store.events(rid))
         if n < 3:
-            store.commit(rid, 1, [say(f"s{n}")], LEASE, seen=seen)
+            store.commit(rid, 1, [say(f"s{n}")], seen=seen)
         elif n == 3:
             store.finish(rid, 1, Status.SUCCEEDED, "w1")
         if next(failures, False):
@@ -234,7 +234,7 @@ def test_follow_sees_the_end_that_came_after_an_empty_read(
     def racing_read(rid: str, after: str, block_ms: int) -> list[Any]:
         if next(calls) == 0:
             # The block timed out empty; the last commit and the end land just after.
-            store.commit(rid, 1, [say("last words")], LEASE, seen=len(store.events(rid)))
+            store.commit(rid, 1, [say("last words")], seen=len(store.events(rid)))
             store.finish(rid, 1, Status.SUCCEEDED, "w1", "final answer")
             return []
         return real_read(rid, after, 1)
