@@ -39,6 +39,12 @@ def in_queue(rq_conn: redis.Redis, run_id: str, queue: str) -> bool:
     return rq_conn.lpos(Queue(queue, connection=rq_conn).key, run_id) is not None
 
 
+def queued_ids(rq_conn: redis.Redis, queue: str) -> set[str]:
+    """Ids of the jobs waiting in ``queue`` (the same rule as :func:`in_queue`)."""
+    ids: list[bytes] = rq_conn.lrange(Queue(queue, connection=rq_conn).key, 0, -1)  # type: ignore[assignment]
+    return {i.decode() for i in ids}
+
+
 def push_front(
     rq_conn: redis.Redis, run_id: str, queue: str, retention: int, title: str = ""
 ) -> None:

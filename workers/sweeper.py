@@ -79,10 +79,13 @@ def _lost_queued(
     # A run popped by a worker is "not in its queue" for the instant before the claim;
     # waiting one lease length before re-pushing keeps that instant out of it.
     grace_ms = settings.lease_seconds * 1000
+    waiting: dict[str, set[str]] = {}  # each queue read once a sweep, however long it is
     for record in store.get_many(queued):
         if record.status is not Status.QUEUED or now_ms - record.updated_ms < grace_ms:
             continue
-        if not queueing.in_queue(rq_conn, record.id, record.queue):
+        if record.queue not in waiting:
+            waiting[record.queue] = queueing.queued_ids(rq_conn, record.queue)
+        if record.id not in waiting[record.queue]:
             queueing.push_front(rq_conn, record.id, record.queue, settings.retention_seconds)
             report.repushed.append(record.id)
             log.warning("queued run was in no queue; pushed again", extra={"run": record.id})
