@@ -31,6 +31,7 @@ from runner.keys import Keys, check_run_id
 
 AnyEvent = StatusEvent | MessageEvent | UsageEvent
 KEY_CACHE_SIZE = 1024
+LIST_PAGE = 500
 
 
 def _load_script(name: str) -> str:
@@ -273,16 +274,18 @@ class RunStore:
 
     def list_runs(self, status: Status | None = None, limit: int = 50) -> list[RunRecord]:
         """Runs by last activity, newest first, optionally of one status."""
-        if status is Status.RUNNING:
-            ids = sorted(self.redis.smembers(self.keys.active), reverse=True)
-        elif status is Status.QUEUED:
-            ids = sorted(self.redis.smembers(self.keys.queued), reverse=True)
-        else:
-            ids = self.redis.zrevrange(self.keys.runs, 0, -1 if status else limit - 1)
-        records = self.get_many(ids)
-        if status is not None:
-            records = [r for r in records if r.status is status]
-        return records[:limit]
+        if status in (Status.RUNNING, Status.QUEUED):
+            key = self.keys.active if status is Status.RUNNING else self.keys.queued
+            ids = sorted(self.redis.smembers(key), reverse=True)
+            return [r for r in self.get_many(ids) if r.status is status][:limit]
+        found: list[RunRecord] = []
+        # Page through the index so a filter reads only as far back as it must.
+        for start in range(0, self.redis.zcard(self.keys.runs), LIST_PAGE):
+            ids = self.redis.zrevrange(self.keys.runs, start, start + LIST_PAGE - 1)
+            found += [r for r in self.get_many(ids) if status is None or r.status is status]
+            if len(found) >= limit:
+                break
+        return found[:limit]
 
     def active_ids(self) -> list[str]:
         """Ids of runs whose status is running."""

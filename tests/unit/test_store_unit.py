@@ -293,3 +293,16 @@ def test_cli_rejects_a_bad_id_before_connecting(monkeypatch: pytest.MonkeyPatch)
         assert result.stderr.strip() == (
             "error: not a run id: '../x' (expected r + 18 lowercase letters/digits)"
         )
+
+
+def test_list_pages_through_the_index_for_a_filter(
+    store: RunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("runner.store.LIST_PAGE", 2)
+    ids = [new_run(store) for _ in range(5)]
+    oldest = ids[0]
+    store.cancel(oldest)  # the only cancelled run sits at the far end of the index
+    store.redis.zadd(store.keys.runs, {oldest: 1})
+    assert [r.id for r in store.list_runs(Status.CANCELLED, limit=10)] == [oldest]
+    assert len(store.list_runs(None, limit=3)) == 3
+    assert {r.id for r in store.list_runs(Status.QUEUED, limit=10)} == set(ids[1:])
