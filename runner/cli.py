@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -16,24 +15,13 @@ from rich.console import Console
 from runner import render
 from runner.client import Client, Submission
 from runner.errors import BadInput, RunnerError
-from runner.events import MessageEvent, Status, StatusEvent, to_json
+from runner.events import MessageEvent, Status
+from runner.following import EXIT_DETACHED, follow_run
 from runner.keys import check_run_id
 from runner.settings import Settings, get_settings
 
-EXIT_FOR = {
-    Status.SUCCEEDED: 0,
-    Status.FAILED: 1,
-    Status.CANCELLED: 3,
-    Status.SUSPENDED: 4,
-    Status.WAITING: 5,
-}
-EXIT_DETACHED = 130
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class Detach(Exception):
-    """Ctrl-C or SIGHUP while following: leave the run alone and stop following."""
 
 
 def fail(exc: BaseException, code: int) -> NoReturn:
@@ -170,7 +158,7 @@ def submit(
     )
     click.echo(json.dumps({"id": run_id}) if as_json else run_id)
     if follow:
-        sys.exit(_follow(client, run_id, as_json=as_json, tail=None))
+        sys.exit(follow_run(client, run_id, as_json, None, out, err))
 
 
 def _valid_queue(name: str) -> bool:
@@ -178,46 +166,6 @@ def _valid_queue(name: str) -> bool:
 
 
 # -- follow ------------------------------------------------------------------------------
-
-
-def _raise_detach(*_: object) -> None:
-    raise Detach()
-
-
-def _follow(client: Client, run_id: str, as_json: bool, tail: int | None) -> int:
-    """Print the run's events until it ends or parks; returns follow's exit code."""
-    previous = signal.signal(signal.SIGHUP, _raise_detach)
-    last: Status | None = None
-    try:
-        for batch in client.follow_batches(run_id, tail=tail, on_retry=_reconnecting):
-            if as_json:
-                click.echo("\n".join(to_json(ev) for ev in batch))
-            else:
-                render.events(out, batch)
-            statuses = [ev.status for ev in batch if isinstance(ev, StatusEvent)]
-            last = statuses[-1] if statuses else last
-            if statuses and last is Status.QUEUED and not as_json:
-                _queued_note(client, run_id)
-    except (KeyboardInterrupt, Detach):
-        err.print(f"detached; the run goes on. Reattach with: runner follow {run_id}")
-        return EXIT_DETACHED
-    finally:
-        signal.signal(signal.SIGHUP, previous)
-    status = last if last in EXIT_FOR else client.get(run_id).status
-    return EXIT_FOR.get(status, 0)
-
-
-def _queued_note(client: Client, run_id: str) -> None:
-    record = client.get(run_id)
-    if record.status is not Status.QUEUED:
-        return
-    n = client.workers_serving(record.queue)
-    hint = "" if n else f" — start one with: runner worker --queue {record.queue}"
-    err.print(f"[dim]waiting in queue {record.queue!r}; {n} worker(s) serve it{hint}[/dim]")
-
-
-def _reconnecting(exc: BaseException) -> None:
-    err.print(f"[yellow]connection lost ({type(exc).__name__}); reconnecting…[/yellow]")
 
 
 @cli.command()
@@ -231,7 +179,7 @@ def follow(run_id: str, as_json: bool, tail: int | None) -> None:
     Ctrl-C or SIGHUP detaches; the run goes on. Exit codes: 0 succeeded, 1 failed,
     2 bad input, 3 cancelled, 4 suspended, 5 waiting, 130 detached.
     """
-    sys.exit(_follow(Client(settings()), run_id, as_json=as_json, tail=tail))
+    sys.exit(follow_run(Client(settings()), run_id, as_json, tail, out, err))
 
 
 # -- inspect and steer -------------------------------------------------------------------
