@@ -277,14 +277,25 @@ def send(run_id: str, message: str) -> None:
 # -- workers and local server ------------------------------------------------------------
 
 
-@cli.command()
-@click.option(
+def _check_queues(_: click.Context, __: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    for queue in value:
+        if not _valid_queue(queue):
+            fail(BadInput(f"not a queue name: {queue[:40]!r}"), 2)
+    return value
+
+
+queues_option = click.option(
     "--queue",
     "queues",
     multiple=True,
     metavar="Q",
+    callback=_check_queues,
     help="Queue to serve (repeatable). [RUNNER_QUEUE]",
 )
+
+
+@cli.command()
+@queues_option
 @click.option("--name", help="Worker name (default host.pid).")
 @click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
 @guarded
@@ -296,9 +307,6 @@ def worker(queues: tuple[str, ...], name: str | None, burst: bool) -> None:
     """
     cfg = settings()
     names = list(queues) or [cfg.queue]
-    for q in names:
-        if not _valid_queue(q):
-            raise BadInput(f"not a queue name: {q[:40]!r}")
     if name is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", name):
         raise BadInput(f"not a worker name: {name[:40]!r} (letters, digits, _ . : -)")
     from workers.worker import main
@@ -349,13 +357,7 @@ def demo() -> None:
     show_default=True,
     help="How many workers to run.",
 )
-@click.option(
-    "--queue",
-    "queues",
-    multiple=True,
-    metavar="Q",
-    help="Queue to serve (repeatable). [RUNNER_QUEUE]",
-)
+@queues_option
 @guarded
 def dev(n: int, queues: tuple[str, ...]) -> None:
     """Run the server and N workers until Ctrl-C.

@@ -187,3 +187,11 @@ def test_corrupt_event_is_one_line_naming_run_and_entry(cli: Any, seeded: redis.
         assert_one_line_error(done, 1)
         assert run_id in done.stderr
         assert bad.decode() in done.stderr
+
+
+@pytest.mark.parametrize("command", ["worker", "dev"])
+def test_bad_queue_or_worker_name_for_local_processes(cli: Any, command: str) -> None:
+    """A bad name stops the command at once; dev must not respawn a worker that refuses it."""
+    assert_one_line_error(cli(command, "--queue", "a b", timeout=20), 2)
+    if command == "worker":
+        assert_one_line_error(cli(command, "--name", "x/../y", timeout=20), 2)
