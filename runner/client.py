@@ -22,10 +22,10 @@ from runner.connection import RETRYABLE, connect, redis_url
 from runner.errors import BadInput, ServerUnavailable
 from runner.events import (
     TERMINAL,
+    Event,
     MessageEvent,
     Status,
     StatusEvent,
-    UsageEvent,
     to_openai,
 )
 from runner.keys import Keys, check_run_id, new_run_id
@@ -34,7 +34,6 @@ from runner.settings import Settings
 from runner.store import RunRecord, RunStore
 
 log = logging.getLogger("runner.client")
-AnyEvent = StatusEvent | MessageEvent | UsageEvent
 SESSION_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 TITLE_CHARS = 80
 
@@ -74,7 +73,7 @@ class Client:
             "session": sub.session,
             "title": title,
         }
-        first: list[AnyEvent] = [
+        first: list[Event] = [
             StatusEvent(status=Status.QUEUED, reason="submitted"),
             MessageEvent(role="user", content=sub.prompt),
         ]
@@ -159,7 +158,7 @@ class Client:
         tail: int | None = None,
         on_retry: Callable[[BaseException], None] | None = None,
         block_ms: int = 5000,
-    ) -> Iterator[AnyEvent]:
+    ) -> Iterator[Event]:
         """Replay the run's events, then yield new ones until it ends or parks."""
         for batch in self.follow_batches(run_id, tail, on_retry, block_ms):
             yield from batch
@@ -170,7 +169,7 @@ class Client:
         tail: int | None = None,
         on_retry: Callable[[BaseException], None] | None = None,
         block_ms: int = 5000,
-    ) -> Iterator[list[AnyEvent]]:
+    ) -> Iterator[list[Event]]:
         """Like :meth:`follow`, in the batches the server returns them (cheaper to print).
 
         A lost connection is retried with backoff and resumes after the last event
@@ -199,7 +198,7 @@ class Client:
             if rest:
                 yield rest
 
-    def _ended(self, run_id: str, batch: list[AnyEvent]) -> bool:
+    def _ended(self, run_id: str, batch: list[Event]) -> bool:
         for event in reversed(batch):
             if isinstance(event, StatusEvent):
                 return event.status in TERMINAL or event.status in (
@@ -217,8 +216,8 @@ class Client:
         last: str,
         block_ms: int,
         on_retry: Callable[[BaseException], None] | None,
-    ) -> list[AnyEvent]:
-        events: list[AnyEvent] = self._retrying(
+    ) -> list[Event]:
+        events: list[Event] = self._retrying(
             lambda: self.store.read(run_id, last, block_ms), on_retry
         )
         return events

@@ -7,6 +7,7 @@ RunnerError                 base; the CLI prints ``Name: message`` and exits wit
 ├── EmbeddedServerError     exit 1: the embedded Valkey could not be started
 ├── CorruptEvent            exit 1: a stream entry that does not parse as an event
 ├── ModelError              the model provider failed (the run fails with its message)
+├── BenchError              exit 1: ``runner bench`` could not complete
 └── StaleEpoch              a fenced write from an attempt that no longer owns the run
 """
 
@@ -50,3 +51,7 @@ class ModelError(RunnerError):
 
 class StaleEpoch(RunnerError):
     """This attempt no longer owns the run; another attempt has taken it over."""
+
+
+class BenchError(RunnerError):
+    """The benchmark could not complete."""

@@ -11,10 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from runner.events import MessageEvent, Status, StatusEvent, UsageEvent
+from runner.events import Event, MessageEvent, Status, StatusEvent, UsageEvent
 from runner.store import RunRecord
 
-AnyEvent = StatusEvent | MessageEvent | UsageEvent
 TOOL_OUTPUT_LINES = 12
 TOOL_OUTPUT_CHARS = 1200
 ROLE_STYLE = {"user": "bold blue", "assistant": "bold green", "system": "dim", "tool": "magenta"}
@@ -40,18 +39,18 @@ def _time(ts: str) -> str:
     return ts[11:19] if len(ts) >= 19 else ts
 
 
-def event(console: Console, ev: AnyEvent) -> None:
+def event(console: Console, ev: Event) -> None:
     """Print one event for a human."""
     console.print(event_text(ev))
 
 
-def events(console: Console, batch: Sequence[AnyEvent]) -> None:
+def events(console: Console, batch: Sequence[Event]) -> None:
     """Print many events in one write: replaying a long transcript is mostly print calls."""
     if batch:
         console.print(Text("\n").join(event_text(ev) for ev in batch))
 
 
-def event_text(ev: AnyEvent) -> Text:
+def event_text(ev: Event) -> Text:
     """One event as styled text (built directly, no markup to parse)."""
     stamp = Text.assemble((_time(ev.ts), "dim"), " ")
     if isinstance(ev, MessageEvent) and ev.role != "tool":

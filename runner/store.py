@@ -20,16 +20,13 @@ from runner.errors import BadInput, NoSuchRun, StaleEpoch
 from runner.events import (
     PARKED,
     TERMINAL,
-    MessageEvent,
+    Event,
     Status,
-    StatusEvent,
-    UsageEvent,
     decode,
     encode,
 )
 from runner.keys import Keys, check_run_id
 
-AnyEvent = StatusEvent | MessageEvent | UsageEvent
 KEY_CACHE_SIZE = 1024
 LIST_PAGE = 500
 
@@ -142,7 +139,7 @@ class RunStore:
     # -- writes -------------------------------------------------------------------------
 
     def create(
-        self, run_id: str, fields: dict[str, str], events: Sequence[AnyEvent], script: str = ""
+        self, run_id: str, fields: dict[str, str], events: Sequence[Event], script: str = ""
     ) -> str:
         """Create a queued run with its first events; returns the last stream id."""
         payload = json.dumps([list(encode(e)) for e in events])
@@ -159,7 +156,7 @@ class RunStore:
         self,
         run_id: str,
         epoch: int,
-        events: Sequence[AnyEvent],
+        events: Sequence[Event],
         seen: int,
         steps: int = 1,
     ) -> Commit:
@@ -253,18 +250,18 @@ class RunStore:
         value = self.redis.get(self.keys.script(run_id))
         return None if value is None else str(value)
 
-    def events(self, run_id: str, after: str = "-", count: int | None = None) -> list[AnyEvent]:
+    def events(self, run_id: str, after: str = "-", count: int | None = None) -> list[Event]:
         """Events after stream id ``after`` (exclusive; ``-`` for all), oldest first."""
         start = "-" if after in ("-", "0", "0-0") else f"({after}"
         entries = self.redis.xrange(self.keys.events(run_id), min=start, count=count)
         return [decode(run_id, eid, fields) for eid, fields in entries]
 
-    def tail(self, run_id: str, n: int) -> list[AnyEvent]:
+    def tail(self, run_id: str, n: int) -> list[Event]:
         """The last ``n`` events, oldest first."""
         entries = self.redis.xrevrange(self.keys.events(run_id), count=n)
         return [decode(run_id, eid, fields) for eid, fields in reversed(entries)]
 
-    def read(self, run_id: str, after: str, block_ms: int) -> list[AnyEvent]:
+    def read(self, run_id: str, after: str, block_ms: int) -> list[Event]:
         """Block up to ``block_ms`` for events after ``after``."""
         reply = self.redis.xread({self.keys.events(run_id): after}, block=block_ms, count=500)
         if not reply:

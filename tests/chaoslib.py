@@ -25,12 +25,11 @@ from typing import Any
 from rq.queue import Queue
 
 from runner.client import Client, Submission
-from runner.events import TERMINAL, MessageEvent, Status, StatusEvent, UsageEvent
+from runner.events import TERMINAL, Event, MessageEvent, Status, StatusEvent
 from runner.settings import Settings
 from runner.store import RunRecord, RunStore
 from tests.helpers import RUNNER, Proc, horse_pids, start, wait_for
 
-AnyEvent = StatusEvent | MessageEvent | UsageEvent
 INTERRUPTED = "interrupted"  # what a tool result says when its call was cut short
 
 
@@ -46,7 +45,7 @@ def expected_tool_output(step: dict[str, Any]) -> str | None:
 
 
 def transcript_problems(
-    events: list[AnyEvent],
+    events: list[Event],
     steps: list[dict[str, Any]],
     prompt: str,
     *,
@@ -103,7 +102,7 @@ def _tool_output_ok(said: str, want: str | None, exact: bool) -> bool:
     return want is None or said == want or (not exact and INTERRUPTED in said)
 
 
-def _epoch_problems(events: list[AnyEvent]) -> list[str]:
+def _epoch_problems(events: list[Event]) -> list[str]:
     """Epochs never go back, and each attempt starts (``running``) once."""
     problems = []
     last = 0
@@ -131,17 +130,17 @@ def _roles(messages: list[MessageEvent]) -> str:
     return " ".join(m.role[0] for m in messages)
 
 
-def running_events(events: list[AnyEvent]) -> list[StatusEvent]:
+def running_events(events: list[Event]) -> list[StatusEvent]:
     """The ``running`` status events: one per attempt."""
     return [e for e in events if isinstance(e, StatusEvent) and e.status is Status.RUNNING]
 
 
-def stream_seconds(event: AnyEvent) -> float:
+def stream_seconds(event: Event) -> float:
     """When the server appended ``event`` (its stream id), as a Unix time."""
     return int(event.id.split("-", 1)[0]) / 1000
 
 
-def recovery_seconds(events: list[AnyEvent], after_epoch: int, since: float) -> float | None:
+def recovery_seconds(events: list[Event], after_epoch: int, since: float) -> float | None:
     """Seconds from ``since`` (a ``time.time()``) to the first attempt after ``after_epoch``."""
     for event in running_events(events):
         if event.epoch > after_epoch:

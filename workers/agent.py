@@ -17,7 +17,15 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from runner.connection import RETRYABLE
 from runner.errors import StaleEpoch
-from runner.events import MessageEvent, Status, StatusEvent, ToolCallOut, UsageEvent, to_openai
+from runner.events import (
+    Event,
+    MessageEvent,
+    Status,
+    StatusEvent,
+    ToolCallOut,
+    UsageEvent,
+    to_openai,
+)
 from runner.settings import Settings
 from runner.store import RunStore
 from workers.models import Interrupted, Model, Reply
@@ -25,7 +33,6 @@ from workers.stop import Stop
 from workers.tools import TOOLS, ToolContext, openai_tool_specs, run_tool
 
 log = logging.getLogger("runner.agent")
-AnyEvent = StatusEvent | MessageEvent | UsageEvent
 
 
 @dataclass(frozen=True)
@@ -169,7 +176,7 @@ class Turn:
 
     def _commit_reply(self, reply: Reply) -> None:
         calls = [ToolCallOut(id=c.id, name=c.name, arguments=c.arguments) for c in reply.tool_calls]
-        events: list[AnyEvent] = [
+        events: list[Event] = [
             MessageEvent(role="assistant", content=reply.content, tool_calls=calls or None)
         ]
         if reply.usage is not None:
@@ -185,7 +192,7 @@ class Turn:
     def _commit_tool(self, call_id: str, name: str, content: str) -> None:
         self._commit([MessageEvent(role="tool", content=content, tool_call_id=call_id, name=name)])
 
-    def _commit(self, events: list[AnyEvent]) -> None:
+    def _commit(self, events: list[Event]) -> None:
         steps = sum(1 for e in events if isinstance(e, MessageEvent))
         commit = self._retrying(
             lambda: self.store.commit(self.run_id, self.epoch, events, self.seen, steps)

@@ -11,9 +11,8 @@ import redis
 
 from runner.bench.context import Bench
 from runner.bench.stats import Figure, Spread
-from runner.events import MessageEvent, Status, StatusEvent, ToolCallOut, UsageEvent, encode
+from runner.events import Event, MessageEvent, Status, ToolCallOut, encode
 
-AnyEvent = StatusEvent | MessageEvent | UsageEvent
 WARMUP = 20
 ASSISTANT = (
     "The failing test imports the fixture before the database is up; I'll read the "
@@ -34,7 +33,7 @@ TOOL_OUTPUT = "\n".join(
 )
 
 
-def step_events(i: int) -> list[AnyEvent]:
+def step_events(i: int) -> list[Event]:
     """Step ``i`` of a realistic turn: an assistant tool call, then the tool's result."""
     if i % 2 == 0:
         call = ToolCallOut(id=f"call_{i}", name="shell", arguments={"command": "pytest -x -q"})
@@ -44,7 +43,7 @@ def step_events(i: int) -> list[AnyEvent]:
     ]
 
 
-def payload_bytes(events: Sequence[AnyEvent]) -> int:
+def payload_bytes(events: Sequence[Event]) -> int:
     """The events' own size: their JSON, as stored in the stream's ``data`` field."""
     return sum(len(encode(e)[1].encode()) for e in events)
 
@@ -66,7 +65,7 @@ class Transcript:
         run_id, epoch = b.running_run()
         return cls(b, run_id, epoch)
 
-    def commit(self, events: Sequence[AnyEvent]) -> float:
+    def commit(self, events: Sequence[Event]) -> float:
         """Commit ``events`` as one step; returns how long the commit took."""
         t0 = time.perf_counter()
         self.b.store.commit(self.run_id, self.epoch, events, self.seen, steps=1)

@@ -25,7 +25,7 @@ from rq.queue import Queue
 from rq.worker import Worker
 
 from runner.connection import connect, redis_url
-from runner.errors import RunnerError
+from runner.errors import BenchError
 from runner.events import MessageEvent, Status, StatusEvent
 from runner.keys import Keys, new_run_id
 from runner.settings import Settings
@@ -36,10 +36,6 @@ LEASE_SECONDS = 2.0
 SWEEP_SECONDS = 0.5
 SHUTDOWN_GRACE = 5.0
 RUNNER = [sys.executable, "-m", "runner"]
-
-
-class BenchError(RunnerError):
-    """The benchmark could not complete."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from typing import IO, TypeVar
 
 from rq.worker import Worker
 
-from runner.bench.context import RUNNER, Bench, BenchError
+from runner.bench.context import RUNNER, Bench
+from runner.errors import BenchError
 
 T = TypeVar("T")
 

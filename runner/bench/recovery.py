@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from rq.job import Job
 from rq.queue import Queue
 
-from runner.bench.context import Bench, BenchError
+from runner.bench.context import Bench
 from runner.bench.procs import (
     WorkerProc,
     spawn_worker,
@@ -24,7 +24,7 @@ from runner.bench.procs import (
 from runner.bench.stats import Figure, Spread
 from runner.bench.throughput import NOOP
 from runner.client import Client, Submission
-from runner.errors import NoSuchRun
+from runner.errors import BenchError, NoSuchRun
 from runner.events import MessageEvent, Status, StatusEvent
 from runner.keys import new_run_id
 from runner.store import RunRecord

@@ -7,10 +7,11 @@ import json
 from rq.job import Job, JobStatus
 from rq.queue import Queue
 
-from runner.bench.context import Bench, BenchError
+from runner.bench.context import Bench
 from runner.bench.procs import spawn_worker, wait_exit
 from runner.bench.stats import Figure, Spread
 from runner.client import Client, Submission
+from runner.errors import BenchError
 from runner.events import Status
 from runner.keys import new_run_id
 

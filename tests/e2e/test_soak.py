@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from runner.events import MessageEvent, Status, StatusEvent, ToolCallOut
-from tests.chaoslib import AnyEvent, soak, transcript_problems
+from runner.events import Event, MessageEvent, Status, StatusEvent, ToolCallOut
+from tests.chaoslib import soak, transcript_problems
 from tests.helpers import step_script
 
 STEPS = step_script(2)
 
 
-def good_events() -> list[AnyEvent]:
+def good_events() -> list[Event]:
     """What a clean run of ``STEPS`` leaves in its stream (epoch 1, one attempt)."""
     events: list[Any] = [
         StatusEvent(status=Status.QUEUED, epoch=0),

@@ -11,6 +11,7 @@ import pytest
 from runner.errors import BadInput, CorruptEvent
 from runner.events import (
     SCHEMA_VERSION,
+    Event,
     MessageEvent,
     Status,
     StatusEvent,
@@ -102,7 +103,7 @@ EVENTS = [
 
 
 @pytest.mark.parametrize("event", EVENTS, ids=lambda e: f"{e.type}")
-def test_encode_decode_round_trip(event: StatusEvent | MessageEvent | UsageEvent) -> None:
+def test_encode_decode_round_trip(event: Event) -> None:
     etype, data = encode(event)
     assert etype == event.type
     stored = json.loads(data)
