@@ -38,8 +38,10 @@ def test_a_malformed_id_in_the_indexes_does_not_stop_a_worker(
     store.redis.sadd(k.active, BAD_ACTIVE)
     store.redis.sadd(k.queued, BAD_QUEUED)
     wait_for(
-        lambda: not store.redis.sismember(k.active, BAD_ACTIVE)
-        and not store.redis.sismember(k.queued, BAD_QUEUED),
+        lambda: (
+            not store.redis.sismember(k.active, BAD_ACTIVE)
+            and not store.redis.sismember(k.queued, BAD_QUEUED)
+        ),
         timeout=15,
         what="the sweeper to remove the malformed entries",
     )
