@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,13 +26,12 @@ from runner.events import (
     StatusEvent,
     to_openai,
 )
-from runner.keys import Keys, check_run_id, new_run_id
+from runner.keys import Keys, check_run_id, check_session, new_run_id
 from runner.modelspec import check_model_spec
 from runner.settings import Settings
 from runner.store import RunRecord, RunStore
 
 log = logging.getLogger("runner.client")
-SESSION_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 TITLE_CHARS = 80
 
 
@@ -77,9 +74,7 @@ class Client:
             StatusEvent(status=Status.QUEUED, reason="submitted"),
             MessageEvent(role="user", content=sub.prompt),
         ]
-        self.store.create(run_id, fields, first, sub.script)
-        if sub.session:
-            self._index_session(run_id, sub.session)
+        self.store.create(run_id, fields, first, sub.script, session=sub.session)
         # If this enqueue is lost, the sweeper finds a queued run that no queue holds.
         queueing.enqueue(self.rq, run_id, sub.queue, self.settings.retention_seconds, title)
         return run_id
@@ -96,18 +91,9 @@ class Client:
         check_model_spec(sub.model)
         if sub.model == "scripted" and not sub.script:
             raise BadInput("--model scripted needs --script FILE")
-        if sub.session and not re.fullmatch(SESSION_PATTERN, sub.session):
-            raise BadInput(f"not a session name: {sub.session[:40]!r}")
         # Checked before the run is created: a bad name must leave no keys behind.
-        if sub.session and not re.fullmatch(SESSION_PATTERN, sub.session):
-            raise BadInput(f"not a session name: {sub.session[:40]!r}")
-
-    def _index_session(self, run_id: str, session: str) -> None:
-        now = time.time()
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zadd(self.keys.session(session), {run_id: now})
-        pipe.zadd(self.keys.sessions, {session: now})
-        pipe.execute()
+        if sub.session:
+            check_session(sub.session)
 
     def get(self, run_id: str) -> RunRecord:
         """The run's record (NoSuchRun if none)."""

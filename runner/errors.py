@@ -6,6 +6,7 @@ RunnerError                 base; the CLI prints ``Name: message`` and exits wit
 ├── ServerUnavailable       exit 1: Redis could not be reached (after retries)
 ├── EmbeddedServerError     exit 1: the embedded Valkey could not be started
 ├── CorruptEvent            exit 1: a stream entry that does not parse as an event
+├── Damaged                 exit 1: a run whose record or stream is missing or unreadable
 ├── ModelError              the model provider failed (the run fails with its message)
 ├── BenchError              exit 1: ``runner bench`` could not complete
 └── StaleEpoch              a fenced write from an attempt that no longer owns the run
@@ -43,6 +44,10 @@ class EmbeddedServerError(RunnerError):
 
 class CorruptEvent(RunnerError):
     """A stream entry is not a valid event."""
+
+
+class Damaged(RunnerError):
+    """A run's record or stream is missing or unreadable."""
 
 
 class ModelError(RunnerError):

@@ -1,7 +1,14 @@
-"""Every Redis key name runner uses, and the id pattern that guards them.
+"""Every Redis key name runner uses, and the patterns that guard the names in them.
 
-All of one run's keys carry the hash tag ``{ID}`` so they share one cluster slot; the
-indexes are global. Nothing outside this module builds a key name.
+All of one run's keys carry the hash tag ``{ID}``, so they stay together (one slot, were
+they ever sharded). The indexes (runs, active, queued, sessions) and each session's set
+are global keys, and every script writes some of them as well as the run's own keys: the
+scripts are multi-slot, and Redis Cluster is not supported (RQ's keys are multi-slot
+too). Nothing outside this module builds a key name.
+
+``SCRIPT_KEYS`` names the KEYS every Lua script takes, in order: the store passes them in
+this order and the scripts read them by name (``K.record``, ``K.events``, ...) from a
+table generated from the same tuple.
 """
 
 from __future__ import annotations
@@ -17,6 +24,14 @@ from runner.errors import BadInput
 RUN_ID_PATTERN = re.compile(r"^r[0-9a-v]{10}[0-9a-f]{8}$")
 _B32 = "0123456789abcdefghijklmnopqrstuv"
 MAX_ID_SHOWN = 40  # a rejected id is echoed back at most this long
+SESSION_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+# A run's own keys (the Keys method of each name takes the run id); they expire together.
+RUN_KEYS = ("record", "events", "lease", "inbox", "script")
+# Global keys (Keys properties), then the session's own set (present only when the run
+# belongs to a session: the last slot, so the others never move).
+INDEX_KEYS = ("runs", "active", "queued", "sessions")
+SCRIPT_KEYS = (*RUN_KEYS, *INDEX_KEYS, "session")
 
 
 def new_run_id() -> str:
@@ -29,10 +44,26 @@ def new_run_id() -> str:
 def check_run_id(value: str) -> str:
     """Return ``value`` if it is a well-formed run id, else raise BadInput."""
     if not isinstance(value, str) or not RUN_ID_PATTERN.fullmatch(value):
-        text = value if isinstance(value, str) else repr(value)
-        shown = repr(text[:MAX_ID_SHOWN] + ("..." if len(text) > MAX_ID_SHOWN else ""))
+        shown = _shown(value) if isinstance(value, str) else repr(value)
         raise BadInput(f"not a run id: {shown} (expected r + 18 lowercase letters/digits)")
     return value
+
+
+def _shown(text: str) -> str:
+    return repr(text[:MAX_ID_SHOWN] + ("..." if len(text) > MAX_ID_SHOWN else ""))
+
+
+def check_session(name: str) -> str:
+    """Return ``name`` if it is a well-formed session name, else raise BadInput."""
+    if not isinstance(name, str) or not SESSION_PATTERN.fullmatch(name):
+        shown = _shown(name) if isinstance(name, str) else repr(name)
+        raise BadInput(f"not a session name: {shown} (expected 1-64 of A-Z a-z 0-9 _ . : -)")
+    return name
+
+
+def is_run_id(value: object) -> bool:
+    """Whether ``value`` is a well-formed run id (for readers that skip what is not)."""
+    return isinstance(value, str) and RUN_ID_PATTERN.fullmatch(value) is not None
 
 
 class Keys:
@@ -66,13 +97,15 @@ class Keys:
 
     def run_keys(self, run_id: str) -> list[str]:
         """All keys of one run (for retention and deletion)."""
-        return [
-            self.record(run_id),
-            self.events(run_id),
-            self.lease(run_id),
-            self.inbox(run_id),
-            self.script(run_id),
-        ]
+        return [self._run(run_id, what) for what in RUN_KEYS]
+
+    def script_keys(self, run_id: str, session: str = "") -> list[str]:
+        """The KEYS of a Lua script for one run, in ``SCRIPT_KEYS`` order.
+
+        The session slot is filled only when ``session`` is given (``create``).
+        """
+        keys = self.run_keys(run_id) + [getattr(self, name) for name in INDEX_KEYS]
+        return [*keys, self.session(session)] if session else keys
 
     @property
     def runs(self) -> str:
@@ -95,8 +128,8 @@ class Keys:
         return f"{self.prefix}:index:sessions"
 
     def session(self, name: str) -> str:
-        """Sorted set: run ids of one session, scored by creation."""
-        return f"{self.prefix}:session:{name}"
+        """Sorted set: run ids of one session, scored by creation (ms, server clock)."""
+        return f"{self.prefix}:session:{check_session(name)}"
 
     @property
     def sweep_lock(self) -> str:

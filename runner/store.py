@@ -1,12 +1,19 @@
 """The run store: a run's record and event stream in Redis, every write fenced by epoch.
 
 Each write is one Lua script, so it is one round trip and atomic: the epoch check, the
-stream append and the record update happen together or not at all.
+stream append and the record update happen together or not at all. Scripts name their
+keys (``K.record``, ``K.events``, ...) from ``runner.keys.SCRIPT_KEYS``.
+
+What cannot be parsed is damage, reported and never hidden: a malformed id in a shared
+index is skipped (and logged; the sweeper removes it), a record that does not validate
+raises Damaged from ``get`` and is listed as damaged by ``get_many``/``list_runs``, and a
+run whose record exists while its stream is gone raises Damaged from every stream read.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -14,9 +21,9 @@ from importlib import resources
 from typing import Any
 
 import redis
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from runner.errors import BadInput, NoSuchRun, StaleEpoch
+from runner.errors import BadInput, Damaged, NoSuchRun, StaleEpoch
 from runner.events import (
     PARKED,
     TERMINAL,
@@ -25,15 +32,26 @@ from runner.events import (
     decode,
     encode,
 )
-from runner.keys import Keys, check_run_id
+from runner.keys import MAX_ID_SHOWN, RUN_KEYS, SCRIPT_KEYS, Keys, check_run_id, is_run_id
 
+log = logging.getLogger("runner.store")
 KEY_CACHE_SIZE = 1024
 LIST_PAGE = 500
+# Stands in for what a damaged record lacks, so that it still lists.
+PLACEHOLDERS = {"status": "failed", "epoch": "0", "queue": "", "model": ""}
+
+
+def key_names() -> str:
+    """The Lua lines that name the KEYS, generated from ``SCRIPT_KEYS``."""
+    slots = ", ".join(f"{name} = KEYS[{i}]" for i, name in enumerate(SCRIPT_KEYS, 1))
+    run = ", ".join(f"K.{name}" for name in RUN_KEYS)
+    return f"local K = {{{slots}}}\nlocal RUN = {{{run}}}\n"
 
 
 def _load_script(name: str) -> str:
     lua = resources.files("runner") / "lua"
-    return (lua / "prelude.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+    prelude = (lua / "prelude.lua").read_text()
+    return key_names() + prelude + "\n" + (lua / f"{name}.lua").read_text()
 
 
 class RunRecord(BaseModel):
@@ -55,6 +73,7 @@ class RunRecord(BaseModel):
     created_ms: int = 0
     updated_ms: int = 0
     cancel: bool = False
+    damaged: str = ""  # set when the stored record does not validate: what is wrong
 
     @property
     def terminal(self) -> bool:
@@ -107,27 +126,17 @@ class RunStore:
         }
 
     def _keys(self, run_id: str) -> list[str]:
-        """The KEYS every script takes, in the order prelude.lua names them."""
+        """The KEYS every script takes, in ``SCRIPT_KEYS`` order (without a session)."""
         cached = self._key_cache.get(run_id)
         if cached is None:
             if len(self._key_cache) >= KEY_CACHE_SIZE:
                 self._key_cache.clear()
-            k = self.keys
-            cached = self._key_cache[run_id] = [
-                k.record(run_id),
-                k.events(run_id),
-                k.lease(run_id),
-                k.runs,
-                k.active,
-                k.queued,
-                k.inbox(run_id),
-                k.script(run_id),
-            ]
+            cached = self._key_cache[run_id] = self.keys.script_keys(run_id)
         return cached
 
-    def _call(self, name: str, run_id: str, *args: Any) -> Any:
+    def _call(self, name: str, run_id: str, *args: Any, keys: list[str] | None = None) -> Any:
         try:
-            return self._scripts[name](keys=self._keys(run_id), args=[run_id, *args])
+            return self._scripts[name](keys=keys or self._keys(run_id), args=[run_id, *args])
         except redis.ResponseError as exc:
             message = str(exc)
             if "STALE" in message:
@@ -139,11 +148,22 @@ class RunStore:
     # -- writes -------------------------------------------------------------------------
 
     def create(
-        self, run_id: str, fields: dict[str, str], events: Sequence[Event], script: str = ""
+        self,
+        run_id: str,
+        fields: dict[str, str],
+        events: Sequence[Event],
+        script: str = "",
+        session: str = "",
     ) -> str:
-        """Create a queued run with its first events; returns the last stream id."""
+        """Create a queued run with its first events; returns the last stream id.
+
+        With ``session`` (a checked name), the run joins that session's set and the
+        sessions index in the same script; both expire retention after the newest turn.
+        """
         payload = json.dumps([list(encode(e)) for e in events])
-        return str(self._call("create", run_id, json.dumps(fields), payload, script))
+        keys = self.keys.script_keys(run_id, session)
+        args = (json.dumps(fields), payload, script, session, self.retention_ms)
+        return str(self._call("create", run_id, *args, keys=keys))
 
     def claim(self, run_id: str, worker: str, lease_seconds: float) -> int | None:
         """Start an attempt on a queued run: a new epoch, or None if it is not queued."""
@@ -232,18 +252,26 @@ class RunStore:
     # -- reads --------------------------------------------------------------------------
 
     def get(self, run_id: str) -> RunRecord:
-        """The run's record; NoSuchRun if there is none."""
+        """The run's record; NoSuchRun if there is none, Damaged if it does not validate."""
         raw = self.redis.hgetall(self.keys.record(check_run_id(run_id)))
         if not raw:
             raise NoSuchRun(f"no such run: {run_id}")
-        return _record(run_id, raw)
+        try:
+            return _record(run_id, raw)
+        except ValidationError as exc:
+            raise Damaged(_problem(run_id, exc)) from exc
 
     def get_many(self, run_ids: Sequence[str]) -> list[RunRecord]:
-        """Records of several runs in one round trip; missing ones are skipped."""
+        """Records of several runs in one round trip; missing ones are skipped.
+
+        A malformed id is skipped (and logged); a record that does not validate comes
+        back as a placeholder with ``damaged`` set, so a listing never breaks on it.
+        """
+        ids = [i for i in run_ids if _well_formed(i, "get_many")]
         pipe = self.redis.pipeline(transaction=False)
-        for run_id in run_ids:
+        for run_id in ids:
             pipe.hgetall(self.keys.record(run_id))
-        return [_record(i, raw) for i, raw in zip(run_ids, pipe.execute(), strict=True) if raw]
+        return [_listable(i, raw) for i, raw in zip(ids, pipe.execute(), strict=True) if raw]
 
     def script(self, run_id: str) -> str | None:
         """The scripted model's script stored with the run, if any."""
@@ -254,26 +282,44 @@ class RunStore:
         """Events after stream id ``after`` (exclusive; ``-`` for all), oldest first."""
         start = "-" if after in ("-", "0", "0-0") else f"({after}"
         entries = self.redis.xrange(self.keys.events(run_id), min=start, count=count)
+        if not entries:
+            self._check_stream(run_id)
         return [decode(run_id, eid, fields) for eid, fields in entries]
 
     def tail(self, run_id: str, n: int) -> list[Event]:
         """The last ``n`` events, oldest first."""
         entries = self.redis.xrevrange(self.keys.events(run_id), count=n)
+        if not entries:
+            self._check_stream(run_id)
         return [decode(run_id, eid, fields) for eid, fields in reversed(entries)]
 
     def read(self, run_id: str, after: str, block_ms: int) -> list[Event]:
         """Block up to ``block_ms`` for events after ``after``."""
         reply = self.redis.xread({self.keys.events(run_id): after}, block=block_ms, count=500)
         if not reply:
+            self._check_stream(run_id)
             return []
         _, entries = reply[0]
         return [decode(run_id, eid, fields) for eid, fields in entries]
 
+    def _check_stream(self, run_id: str) -> None:
+        """Raise Damaged if the run's record exists but its stream does not.
+
+        Asked only when a read came back empty: a run always has its submit events, so
+        the normal replay stays one round trip.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(self.keys.events(run_id))
+        pipe.exists(self.keys.record(run_id))
+        stream, record = pipe.execute()
+        if record and not stream:
+            raise Damaged(f"run {run_id}: damaged: its event stream is gone (evicted or deleted)")
+
     def list_runs(self, status: Status | None = None, limit: int = 50) -> list[RunRecord]:
         """Runs by last activity, newest first, optionally of one status."""
         if status in (Status.RUNNING, Status.QUEUED):
-            key = self.keys.active if status is Status.RUNNING else self.keys.queued
-            ids = sorted(self.redis.smembers(key), reverse=True)
+            ids = self.active_ids() if status is Status.RUNNING else self.queued_ids()
+            ids.reverse()
             return [r for r in self.get_many(ids) if r.status is status][:limit]
         found: list[RunRecord] = []
         # Page through the index so a filter reads only as far back as it must.
@@ -285,16 +331,58 @@ class RunStore:
         return found[:limit]
 
     def active_ids(self) -> list[str]:
-        """Ids of runs whose status is running."""
-        return sorted(self.redis.smembers(self.keys.active))
+        """Ids of runs whose status is running (malformed entries skipped)."""
+        return self._members(self.keys.active)
 
     def queued_ids(self) -> list[str]:
-        """Ids of runs whose status is queued."""
-        return sorted(self.redis.smembers(self.keys.queued))
+        """Ids of runs whose status is queued (malformed entries skipped)."""
+        return self._members(self.keys.queued)
+
+    def _members(self, key: str) -> list[str]:
+        return sorted(i for i in self.redis.smembers(key) if _well_formed(i, key))
+
+
+def cut(text: str) -> str:
+    """``text`` cut short for a log line or a message."""
+    return text[:MAX_ID_SHOWN] + ("..." if len(text) > MAX_ID_SHOWN else "")
+
+
+def _well_formed(run_id: str, where: str) -> bool:
+    if is_run_id(run_id):
+        return True
+    log.warning("not a run id; skipped", extra={"index": where, "entry": cut(str(run_id))})
+    return False
 
 
 def _record(run_id: str, raw: dict[str, str]) -> RunRecord:
     data: dict[str, Any] = dict(raw)
+    data.pop("damaged", None)  # said by the reader, never by the hash
     data["id"] = run_id
     data["cancel"] = raw.get("cancel") == "1"
     return RunRecord.model_validate(data)
+
+
+def _problem(run_id: str, exc: ValidationError) -> str:
+    """One line naming the run and each bad field (the message of Damaged)."""
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "record"
+        if err["type"] == "missing":
+            parts.append(f"{field} is missing")
+        else:
+            parts.append(f"{field} = {cut(str(err['input']))!r}: {err['msg']}")
+    return f"run {run_id}: damaged record: " + "; ".join(parts)
+
+
+def _listable(run_id: str, raw: dict[str, str]) -> RunRecord:
+    """The record, or a placeholder that says what is damaged (status as parsed, if it is)."""
+    try:
+        return _record(run_id, raw)
+    except ValidationError as exc:
+        problem = _problem(run_id, exc)
+        log.warning("damaged record", extra={"run": run_id, "problem": problem})
+        bad = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+        kept = {k: v for k, v in raw.items() if k not in bad}
+        record = _record(run_id, {**PLACEHOLDERS, **kept})
+        title = problem.removeprefix(f"run {run_id}: ")
+        return record.model_copy(update={"damaged": problem, "title": title})

@@ -5,6 +5,9 @@ A running run whose lease has expired is requeued at the front with a new epoch 
 (or suspended after a crash loop). A queued run that no queue holds (its enqueue or
 requeue was lost with a process) is pushed again. Every decision is one Lua script, so
 racing sweepers requeue a run once.
+
+Damage never stops a sweep: an index entry that is not a run id is removed (and logged),
+and a run whose record does not validate is logged and left alone.
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ import redis
 
 from runner import queueing
 from runner.events import Status
+from runner.keys import is_run_id
 from runner.settings import Settings
-from runner.store import RunStore
+from runner.store import RunStore, cut
 
 log = logging.getLogger("runner.sweeper")
+REPORTED_MAX = 1000
+_reported: set[str] = set()  # damaged runs already logged by this process
 
 
 @dataclass
@@ -29,21 +35,54 @@ class SweepReport:
     requeued: list[str] = field(default_factory=list)
     suspended: list[str] = field(default_factory=list)
     repushed: list[str] = field(default_factory=list)
+    dropped: int = 0  # malformed index entries removed
 
 
 def sweep(store: RunStore, rq_conn: redis.Redis, settings: Settings) -> SweepReport:
     """One pass over running and queued runs."""
     report = SweepReport()
+    report.dropped = drop_malformed(store)
     _expired_leases(store, rq_conn, settings, report)
     _lost_queued(store, rq_conn, settings, report)
     _prune_index(store, settings)
     return report
 
 
+def drop_malformed(store: RunStore) -> int:
+    """Remove entries that are not run ids from the shared indexes; returns how many."""
+    k = store.keys
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.smembers(k.active)
+    pipe.smembers(k.queued)
+    pipe.zrange(k.runs, 0, -1)
+    members = dict(zip((k.active, k.queued, k.runs), pipe.execute(), strict=True))
+    dropped = 0
+    for key, entries in members.items():
+        bad = [e for e in entries if not is_run_id(e)]
+        if not bad:
+            continue
+        if key == k.runs:
+            pipe.zrem(key, *bad)
+        else:
+            pipe.srem(key, *bad)
+        dropped += len(bad)
+        log.warning(
+            "malformed index entries removed",
+            extra={"index": key, "entries": [cut(e) for e in bad]},
+        )
+    if dropped:
+        pipe.execute()
+    return dropped
+
+
 def _prune_index(store: RunStore, settings: Settings) -> None:
-    """Drop index entries of runs idle past retention (an ended run's keys expire then)."""
+    """Drop index entries idle past retention (an ended run's keys expire then; a
+    session's set expires retention after its newest turn)."""
     cutoff = _server_ms(store.redis) - settings.retention_seconds * 1000
-    store.redis.zremrangebyscore(store.keys.runs, 0, cutoff)
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.zremrangebyscore(store.keys.runs, 0, cutoff)
+    pipe.zremrangebyscore(store.keys.sessions, 0, cutoff)
+    pipe.execute()
 
 
 def _expired_leases(
@@ -55,18 +94,30 @@ def _expired_leases(
     pipe = store.redis.pipeline(transaction=False)
     for run_id in active:
         pipe.exists(store.keys.lease(run_id))
-    for run_id, alive in zip(active, pipe.execute(), strict=True):
-        if alive:
+    dead = [i for i, alive in zip(active, pipe.execute(), strict=True) if not alive]
+    records = {r.id: r for r in store.get_many(dead)} if dead else {}
+    for run_id in dead:
+        record = records.get(run_id)  # None: the record is gone; the script tidies the id
+        if record is not None and record.damaged:
+            _damaged(record.damaged, run_id)
             continue
         status = store.requeue_dead(run_id, "lease expired", settings.max_dirty_restarts)
-        if status is Status.QUEUED:
-            record = store.get(run_id)
+        if status is Status.QUEUED and record is not None:
             queueing.push_front(rq_conn, run_id, record.queue, settings.retention_seconds)
             report.requeued.append(run_id)
             log.warning("lease expired; requeued", extra={"run": run_id, "worker": record.worker})
         elif status is Status.SUSPENDED:
             report.suspended.append(run_id)
             log.warning("crash loop; suspended", extra={"run": run_id})
+
+
+def _damaged(problem: str, run_id: str) -> None:
+    """Log a damaged run once per process (every sweep would repeat it)."""
+    if run_id not in _reported:
+        if len(_reported) > REPORTED_MAX:
+            _reported.clear()
+        _reported.add(run_id)
+        log.warning("damaged run left alone: %s", problem, extra={"run": run_id})
 
 
 def _lost_queued(
@@ -81,6 +132,9 @@ def _lost_queued(
     grace_ms = settings.lease_seconds * 1000
     waiting: dict[str, set[str]] = {}  # each queue read once a sweep, however long it is
     for record in store.get_many(queued):
+        if record.damaged:
+            _damaged(record.damaged, record.id)
+            continue
         if record.status is not Status.QUEUED or now_ms - record.updated_ms < grace_ms:
             continue
         if record.queue not in waiting:

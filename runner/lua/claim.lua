@@ -1,17 +1,16 @@
 -- ARGV: id, worker, lease_ms, retention_ms. Returns {1, epoch}, or {0, status} when there
 -- is nothing to run (not queued, or cancelled while it was being handed over).
-local rec = redis.call('HMGET', KEYS[1], 'status', 'epoch', 'cancel')
+local rec = redis.call('HMGET', K.record, 'status', 'epoch', 'cancel')
 if rec[1] ~= 'queued' then return {0, rec[1] or ''} end
 if rec[3] == '1' then
   append(rec[2], 'status', status_data('cancelled', ARGV[2], 'cancelled by user'))
   set_status(ARGV[1], 'cancelled', 'cancelled by user')
-  for i = 1, 2 do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
-  for i = 7, #KEYS do redis.call('PEXPIRE', KEYS[i], ARGV[4]) end
+  expire_run(ARGV[4])
   return {0, 'cancelled'}
 end
-local epoch = tostring(redis.call('HINCRBY', KEYS[1], 'epoch', 1))
-redis.call('HSET', KEYS[1], 'worker', ARGV[2])
+local epoch = tostring(redis.call('HINCRBY', K.record, 'epoch', 1))
+redis.call('HSET', K.record, 'worker', ARGV[2])
 set_status(ARGV[1], 'running', '')
-redis.call('SET', KEYS[3], epoch, 'PX', ARGV[3])
+redis.call('SET', K.lease, epoch, 'PX', ARGV[3])
 append(epoch, 'status', status_data('running', ARGV[2], ''))
 return {1, epoch}

@@ -4,26 +4,26 @@
 -- A retry of a commit that already landed (its reply was lost) finds the stream longer
 -- by exactly its events and appends nothing. Kept to the fewest calls: this is the cost
 -- of every step.
-local rec = redis.call('HMGET', KEYS[1], 'status', 'epoch')
+local rec = redis.call('HMGET', K.record, 'status', 'epoch')
 if rec[1] ~= 'running' or rec[2] ~= ARGV[2] then
   return redis.error_reply('STALE epoch ' .. ARGV[2] .. ' no longer owns the run')
 end
-local len = redis.call('XLEN', KEYS[2])
+local len = redis.call('XLEN', K.events)
 local seen = tonumber(ARGV[4])
 if len ~= seen then
   if len == seen + (#ARGV - 4) / 2 then
-    local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-    return {last[1][1], redis.call('LLEN', KEYS[7])}
+    local last = redis.call('XREVRANGE', K.events, '+', '-', 'COUNT', 1)
+    return {last[1][1], redis.call('LLEN', K.inbox)}
   end
   return redis.error_reply('STALE stream has ' .. len .. ' events, epoch ' .. ARGV[2] .. ' saw ' .. seen)
 end
 local last = nil
 for i = 5, #ARGV, 2 do last = append(ARGV[2], ARGV[i], ARGV[i + 1]) end
 if ARGV[3] ~= '0' then
-  redis.call('HINCRBY', KEYS[1], 'steps', ARGV[3])
-  redis.call('HSET', KEYS[1], 'dirty', '0', 'updated_ms', now)
+  redis.call('HINCRBY', K.record, 'steps', ARGV[3])
+  redis.call('HSET', K.record, 'dirty', '0', 'updated_ms', now)
 else
-  redis.call('HSET', KEYS[1], 'updated_ms', now)
+  redis.call('HSET', K.record, 'updated_ms', now)
 end
-redis.call('ZADD', KEYS[4], now, ARGV[1])
-return {last, redis.call('LLEN', KEYS[7])}
+redis.call('ZADD', K.runs, now, ARGV[1])
+return {last, redis.call('LLEN', K.inbox)}

@@ -3,11 +3,7 @@
 if not owns(ARGV[2]) then return redis.error_reply('STALE epoch ' .. ARGV[2] .. ' no longer owns the run') end
 local last = append(ARGV[2], 'status', status_data(ARGV[3], ARGV[4], ARGV[5]))
 set_status(ARGV[1], ARGV[3], ARGV[5])
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[6]) end
-redis.call('DEL', KEYS[3])
-local ttl = tonumber(ARGV[7])
-if ttl > 0 then
-  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
-  for i = 7, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
-end
+if ARGV[6] ~= '' then redis.call('HSET', K.record, 'error', ARGV[6]) end
+redis.call('DEL', K.lease)
+if tonumber(ARGV[7]) > 0 then expire_run(ARGV[7]) end
 return last

@@ -1,10 +1,13 @@
--- Shared by every script. KEYS: 1 record, 2 events, 3 lease, 4 runs index,
--- 5 active set, 6 queued set, 7 inbox, 8 script. Times come from the server's clock.
+-- Shared by every script, after the generated line that names the KEYS (see
+-- runner/keys.py SCRIPT_KEYS): K.record, K.events, K.lease, K.inbox, K.script (the
+-- run's own keys, also listed in RUN), K.runs, K.active, K.queued, K.sessions (global
+-- indexes) and K.session (the run's session set, given to create only).
+-- Times come from the server's clock.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 local function append(epoch, etype, data)
-  return redis.call('XADD', KEYS[2], '*', 'v', '1', 'type', etype, 'epoch', epoch, 'data', data)
+  return redis.call('XADD', K.events, '*', 'v', '1', 'type', etype, 'epoch', epoch, 'data', data)
 end
 
 local function status_data(status, worker, reason)
@@ -15,14 +18,19 @@ local function status_data(status, worker, reason)
 end
 
 local function set_status(id, status, reason)
-  redis.call('HSET', KEYS[1], 'status', status, 'updated_ms', now, 'reason', reason or '')
-  redis.call('ZADD', KEYS[4], now, id)
-  if status == 'running' then redis.call('SADD', KEYS[5], id) else redis.call('SREM', KEYS[5], id) end
-  if status == 'queued' then redis.call('SADD', KEYS[6], id) else redis.call('SREM', KEYS[6], id) end
+  redis.call('HSET', K.record, 'status', status, 'updated_ms', now, 'reason', reason or '')
+  redis.call('ZADD', K.runs, now, id)
+  if status == 'running' then redis.call('SADD', K.active, id) else redis.call('SREM', K.active, id) end
+  if status == 'queued' then redis.call('SADD', K.queued, id) else redis.call('SREM', K.queued, id) end
+end
+
+-- Every key of the run expires ``ttl`` ms from now (an ended run is kept for retention).
+local function expire_run(ttl)
+  for _, key in ipairs(RUN) do redis.call('PEXPIRE', key, ttl) end
 end
 
 -- Fencing: the caller's epoch must be the run's, and the run must be running.
 local function owns(epoch)
-  local rec = redis.call('HMGET', KEYS[1], 'status', 'epoch')
+  local rec = redis.call('HMGET', K.record, 'status', 'epoch')
   return rec[1] == 'running' and rec[2] == epoch
 end

@@ -6,11 +6,15 @@ import threading
 from typing import Any
 
 import pytest
+from rq import Queue
 
 from runner.errors import CorruptEvent, NoSuchRun, StaleEpoch
 from runner.events import MessageEvent, Status, StatusEvent, UsageEvent
 from runner.keys import new_run_id
+from runner.settings import Settings
 from runner.store import Beat, RunStore
+from workers import sweeper
+from workers.sweeper import SweepReport
 
 LEASE = 5.0
 MAX_DIRTY = 3
@@ -172,11 +176,13 @@ def test_commit_is_one_round_trip(store: RunStore, monkeypatch: pytest.MonkeyPat
 def test_commit_updates_the_record(store: RunStore) -> None:
     run_id = new_run(store)
     store.claim(run_id, "w1", LEASE)
-    updated = store.get(run_id).updated_ms
+    # Zeroed first, so only the commit itself can move them.
+    store.redis.hset(store.keys.record(run_id), "updated_ms", 0)
+    store.redis.zadd(store.keys.runs, {run_id: 0})
     store.commit(run_id, 1, [assistant("a")], seen=3)
     record = store.get(run_id)
     assert record.steps == 1
-    assert record.updated_ms >= updated
+    assert record.updated_ms > 0
     assert store.redis.zscore(store.keys.runs, run_id) == record.updated_ms
 
 
@@ -197,6 +203,7 @@ def test_racing_sweepers_requeue_once(store: RunStore, server: Any) -> None:
         t.start()
     for t in threads:
         t.join(timeout=10)
+    assert not any(t.is_alive() for t in threads)
     assert sorted(results, key=str) == [None] * 7 + [Status.QUEUED]
     requeues = [
         e
@@ -209,6 +216,51 @@ def test_racing_sweepers_requeue_once(store: RunStore, server: Any) -> None:
     assert (record.status, record.dirty) == (Status.QUEUED, 1)
     assert run_id in store.queued_ids()
     assert run_id not in store.active_ids()
+
+
+def test_racing_full_sweeps_requeue_and_push_once(store: RunStore, server: Any) -> None:
+    """Whole sweeps (index reads, scripts, RQ pushes) on eight connections at once."""
+    dead = [new_run(store) for _ in range(3)]
+    for run_id in dead:
+        store.claim(run_id, "w1", LEASE)
+        store.redis.delete(store.keys.lease(run_id))
+    store.redis.sadd(store.keys.active, "../x")  # and one bad entry for all of them
+    settings = Settings(redis_url=server.url, lease_seconds=LEASE)
+    sweepers = [(RunStore(server.client(), store.keys), server.client(False)) for _ in range(8)]
+    barrier = threading.Barrier(len(sweepers))
+    reports: list[SweepReport] = []
+    errors: list[BaseException] = []
+
+    def run(s: RunStore, rq_conn: Any) -> None:
+        barrier.wait()
+        try:
+            reports.append(sweeper.sweep(s, rq_conn, settings))
+        except BaseException as exc:  # a sweep that raises fails the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=pair) for pair in sweepers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    requeued = [i for r in reports for i in r.requeued]
+    assert sorted(requeued) == sorted(dead)
+    jobs = Queue("default", connection=server.client(False)).job_ids
+    assert sorted(jobs) == sorted(dead), "each run pushed to its queue exactly once"
+    assert store.redis.smembers(store.keys.active) == set()
+    for run_id in dead:
+        assert store.get(run_id).dirty == 1
+
+
+def test_create_with_a_session_indexes_it(store: RunStore) -> None:
+    run_id = new_run_id()
+    store.create(run_id, {"queue": "default", "model": "m"}, [], session="team.a")
+    created = store.get(run_id).created_ms
+    assert store.redis.zscore(store.keys.session("team.a"), run_id) == created
+    assert store.redis.zscore(store.keys.sessions, "team.a") == created
+    assert 0 < store.redis.pttl(store.keys.session("team.a")) <= store.retention_ms
 
 
 def test_requeue_waits_for_the_lease(store: RunStore) -> None:

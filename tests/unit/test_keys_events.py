@@ -23,7 +23,16 @@ from runner.events import (
     to_openai,
     ts_of,
 )
-from runner.keys import MAX_ID_SHOWN, RUN_ID_PATTERN, Keys, check_run_id, new_run_id
+from runner.keys import (
+    MAX_ID_SHOWN,
+    RUN_ID_PATTERN,
+    RUN_KEYS,
+    SCRIPT_KEYS,
+    Keys,
+    check_run_id,
+    check_session,
+    new_run_id,
+)
 
 BAD_IDS = [
     "../x",
@@ -78,6 +87,34 @@ def test_one_runs_keys_share_one_hash_tag() -> None:
     tags = {re.search(r"\{([^}]*)\}", k).group(1) for k in keys}  # type: ignore[union-attr]
     assert tags == {run_id}
     assert all(k.startswith("pfx:run:{") for k in keys)
+
+
+@pytest.mark.parametrize("name", ["", "a b", "../x", "x" * 65, "é", "a\nb", "{tag}", "*"])
+def test_bad_session_names_are_rejected(name: str) -> None:
+    with pytest.raises(BadInput, match="not a session name") as info:
+        check_session(name)
+    assert len(str(info.value).splitlines()) == 1
+    with pytest.raises(BadInput):
+        Keys().session(name)
+
+
+@pytest.mark.parametrize("name", ["s", "team.alpha:1", "A-b_c", "x" * 64])
+def test_good_session_names_pass(name: str) -> None:
+    assert check_session(name) == name
+    assert Keys("p").session(name) == f"p:session:{name}"
+
+
+def test_script_keys_follow_the_slot_names() -> None:
+    run_id = new_run_id()
+    k = Keys("p")
+    keys = k.script_keys(run_id)
+    assert len(keys) == len(SCRIPT_KEYS) - 1, "the session slot is only filled when given"
+    assert keys[: len(RUN_KEYS)] == k.run_keys(run_id)
+    for name, key in zip(SCRIPT_KEYS, k.script_keys(run_id, "s1"), strict=True):
+        expected = getattr(k, name)
+        if callable(expected):
+            expected = expected("s1" if name == "session" else run_id)
+        assert key == expected, name
 
 
 def test_indexes_live_under_the_prefix() -> None:

@@ -7,7 +7,9 @@ connection that drops mid-follow, a run that ends between two reads.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
+from importlib import resources
 from typing import Any
 
 import click
@@ -17,12 +19,21 @@ import redis
 from click.testing import CliRunner
 
 from runner import cli as cli_module
+from runner import queueing
 from runner.client import Client
-from runner.errors import BadInput, CorruptEvent, NoSuchRun, ServerUnavailable, StaleEpoch
+from runner.errors import (
+    BadInput,
+    CorruptEvent,
+    Damaged,
+    NoSuchRun,
+    ServerUnavailable,
+    StaleEpoch,
+)
 from runner.events import MessageEvent, Status, StatusEvent
-from runner.keys import Keys, new_run_id
+from runner.keys import RUN_KEYS, SCRIPT_KEYS, Keys, new_run_id
 from runner.settings import Settings
-from runner.store import Beat, RunStore
+from runner.store import Beat, RunStore, key_names
+from workers import sweeper
 
 LEASE = 5.0
 
@@ -124,6 +135,217 @@ def test_bad_entry_is_a_corrupt_event(store: RunStore) -> None:
     bad = store.redis.xadd(store.keys.events(run_id), {"type": "message", "data": "{"})
     with pytest.raises(CorruptEvent, match=f"run {run_id}: event {bad} is malformed"):
         store.events(run_id)
+
+
+def test_scripts_read_their_keys_by_name() -> None:
+    lua = resources.files("runner") / "lua"
+    used: set[str] = set()
+    for script in lua.iterdir():
+        text = script.read_text()
+        assert "KEYS[" not in text, f"{script.name} reads a key by position"
+        used |= set(re.findall(r"\bK\.(\w+)", text))
+    assert used <= set(SCRIPT_KEYS)
+    header = key_names()
+    for i, name in enumerate(SCRIPT_KEYS, 1):
+        assert f"{name} = KEYS[{i}]" in header
+    assert header.count("K.") == len(RUN_KEYS), "expire_run covers every key of the run"
+
+
+def test_commit_moves_updated_ms_and_the_index(store: RunStore) -> None:
+    run_id = new_run(store)
+    store.claim(run_id, "w1", LEASE)
+    for steps in (1, 0):  # a step, and a commit that is not one (usage only)
+        store.redis.hset(store.keys.record(run_id), "updated_ms", 0)
+        store.redis.zadd(store.keys.runs, {run_id: 0})
+        store.commit(run_id, 1, [say("a")], seen=len(store.events(run_id)), steps=steps)
+        record = store.get(run_id)
+        assert record.updated_ms > 0
+        assert store.redis.zscore(store.keys.runs, run_id) == record.updated_ms
+
+
+def test_every_key_of_a_cancelled_run_expires(store: RunStore) -> None:
+    run_id = new_run_id()
+    store.create(run_id, {"queue": "q", "model": "m"}, [StatusEvent(status=Status.QUEUED)], "{}")
+    store.send(run_id, "unread")
+    store.cancel(run_id)
+    for key in store.keys.run_keys(run_id):
+        if key != store.keys.lease(run_id):  # a queued run holds no lease
+            assert 0 < store.redis.pttl(key) <= store.retention_ms, key
+
+
+# -- sessions ------------------------------------------------------------------------------
+
+
+def test_create_indexes_the_session_atomically_on_the_server_clock(store: RunStore) -> None:
+    k = store.keys
+    stale = new_run_id()
+    store.redis.zadd(k.session("s1"), {stale: 1})  # a turn older than retention
+    first = new_run_id()
+    store.create(first, {"queue": "q", "model": "m"}, [], session="s1")
+    created = store.get(first).created_ms
+    assert store.get(first).session == "s1"
+    assert store.redis.zscore(k.session("s1"), first) == created
+    assert store.redis.zscore(k.sessions, "s1") == created
+    assert store.redis.zscore(k.session("s1"), stale) is None, "old turns drop out"
+    assert 0 < store.redis.pttl(k.session("s1")) <= store.retention_ms
+    # A new turn refreshes the session's expiry.
+    store.redis.pexpire(k.session("s1"), 1000)
+    second = new_run_id()
+    store.create(second, {"queue": "q", "model": "m"}, [], session="s1")
+    assert store.redis.pttl(k.session("s1")) > 1000
+    assert store.redis.zrange(k.session("s1"), 0, -1) == [first, second]
+    # Without a session, nothing is indexed.
+    store.create(new_run_id(), {"queue": "q", "model": "m"}, [])
+    assert store.redis.zcard(k.sessions) == 1
+
+
+def test_a_bad_session_name_leaves_no_keys(store: RunStore) -> None:
+    with pytest.raises(BadInput, match="not a session name"):
+        store.create(new_run_id(), {"queue": "q", "model": "m"}, [], session="../x")
+    assert store.redis.keys("*") == []
+
+
+# -- damage --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake() -> fakeredis.FakeServer:
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+def shared(fake: fakeredis.FakeServer) -> RunStore:
+    return RunStore(fakeredis.FakeRedis(server=fake, decode_responses=True), Keys("runner"))
+
+
+@pytest.fixture
+def rq_conn(fake: fakeredis.FakeServer) -> redis.Redis:
+    return fakeredis.FakeRedis(server=fake)
+
+
+def sweep_settings() -> Settings:
+    return Settings(redis_url="redis://unused:1/0", lease_seconds=2, _env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("steps", "lots"), ("status", "exploded"), ("epoch", "")],
+)
+def test_a_record_that_does_not_validate_is_damaged(
+    store: RunStore, field: str, value: str
+) -> None:
+    good, bad = new_run(store), new_run(store)
+    store.redis.hset(store.keys.record(bad), field, value)
+    with pytest.raises(Damaged) as info:
+        store.get(bad)
+    message = str(info.value)
+    assert message.startswith(f"run {bad}: damaged record: {field} = {value!r}")
+    assert len(message.splitlines()) == 1
+    listed = {r.id: r for r in store.list_runs()}
+    assert listed[good].damaged == ""
+    assert listed[bad].damaged == message
+    assert field in listed[bad].title
+    # What parsed is kept; what did not is a placeholder.
+    expected = Status.QUEUED if field != "status" else Status.FAILED
+    assert listed[bad].status is expected
+    assert [r.id for r in store.get_many([bad])] == [bad]
+
+
+def test_a_record_missing_a_required_field_is_damaged(store: RunStore) -> None:
+    run_id = new_run(store)
+    store.redis.hdel(store.keys.record(run_id), "status", "queue")
+    with pytest.raises(Damaged, match=f"run {run_id}: damaged record: status is missing"):
+        store.get(run_id)
+    (listed,) = store.list_runs()
+    assert "queue is missing" in listed.damaged
+
+
+def test_the_hash_cannot_claim_to_be_damaged(store: RunStore) -> None:
+    run_id = new_run(store)
+    store.redis.hset(store.keys.record(run_id), "damaged", "yes")
+    assert store.get(run_id).damaged == ""
+
+
+def test_readers_of_the_indexes_skip_malformed_entries(store: RunStore) -> None:
+    run_id = new_run(store)
+    store.claim(run_id, "w1", LEASE)
+    k = store.keys
+    store.redis.sadd(k.active, "../x", "r" + "z" * 18)
+    store.redis.sadd(k.queued, "*")
+    store.redis.zadd(k.runs, {"not a run": 1e15})
+    assert store.active_ids() == [run_id]
+    assert store.queued_ids() == []
+    assert [r.id for r in store.list_runs()] == [run_id]
+    assert [r.id for r in store.list_runs(Status.RUNNING)] == [run_id]
+    assert store.get_many(["../x", run_id])[0].id == run_id
+
+
+def test_sweep_removes_malformed_entries_and_goes_on(
+    shared: RunStore, rq_conn: redis.Redis
+) -> None:
+    store = shared
+    dead = new_run(store)
+    store.claim(dead, "w1", LEASE)
+    store.redis.delete(store.keys.lease(dead))
+    k = store.keys
+    store.redis.sadd(k.active, "../x", "r" + "z" * 18)
+    store.redis.sadd(k.queued, "*")
+    store.redis.zadd(k.runs, {"not a run": 1})
+    report = sweeper.sweep(store, rq_conn, sweep_settings())
+    assert report.dropped == 4
+    assert report.requeued == [dead]
+    assert queueing.in_queue(rq_conn, dead, "default")
+    assert store.redis.smembers(k.active) == set()
+    assert store.redis.smembers(k.queued) == {dead}
+    assert store.redis.zrange(k.runs, 0, -1) == [dead]
+
+
+def test_sweep_leaves_a_damaged_run_alone(shared: RunStore, rq_conn: redis.Redis) -> None:
+    store = shared
+    damaged, fine = new_run(store), new_run(store)
+    for run_id in (damaged, fine):
+        store.claim(run_id, "w1", LEASE)
+        store.redis.delete(store.keys.lease(run_id))
+    store.redis.hset(store.keys.record(damaged), "steps", "lots")
+    report = sweeper.sweep(store, rq_conn, sweep_settings())
+    assert report.requeued == [fine]
+    assert store.redis.hget(store.keys.record(damaged), "status") == "running"
+
+
+def test_sweep_tidies_the_id_of_a_run_whose_record_is_gone(
+    shared: RunStore, rq_conn: redis.Redis
+) -> None:
+    store = shared
+    run_id = new_run(store)
+    store.claim(run_id, "w1", LEASE)
+    store.redis.delete(store.keys.lease(run_id), store.keys.record(run_id))
+    report = sweeper.sweep(store, rq_conn, sweep_settings())
+    assert report.requeued == []
+    assert store.active_ids() == []
+
+
+def test_a_run_whose_stream_is_gone_is_damaged(store: RunStore) -> None:
+    run_id = new_run(store)
+    store.redis.delete(store.keys.events(run_id))
+    for read in (
+        lambda: store.events(run_id),
+        lambda: store.events(run_id, after="0-1"),
+        lambda: store.tail(run_id, 5),
+        lambda: store.read(run_id, "0-0", 1),
+    ):
+        with pytest.raises(Damaged, match=f"run {run_id}: damaged: its event stream is gone"):
+            read()
+    # With the record gone too, the run has simply expired: nothing to read.
+    store.redis.delete(store.keys.record(run_id))
+    assert store.events(run_id) == []
+    assert store.tail(run_id, 5) == []
+
+
+def test_an_empty_read_of_a_live_stream_is_not_damage(store: RunStore) -> None:
+    run_id = new_run(store)
+    last = store.events(run_id)[-1].id
+    assert store.events(run_id, after=last) == []
+    assert store.read(run_id, last, 1) == []
 
 
 # -- the client's follow loop --------------------------------------------------------------
