@@ -7,6 +7,7 @@ RunnerError                 base; the CLI prints ``Name: message`` and exits wit
 ├── EmbeddedServerError     exit 1: the embedded Valkey could not be started
 ├── CorruptEvent            exit 1: a stream entry that does not parse as an event
 ├── ModelError              the model provider failed (the run fails with its message)
+├── ToolError               a tool call was refused (the model reads ``error: message``)
 ├── BenchError              exit 1: ``runner bench`` could not complete
 └── StaleEpoch              a fenced write from an attempt that no longer owns the run
 """
@@ -47,6 +48,10 @@ class CorruptEvent(RunnerError):
 
 class ModelError(RunnerError):
     """The model provider failed."""
+
+
+class ToolError(RunnerError):
+    """The tool call was refused."""
 
 
 class StaleEpoch(RunnerError):

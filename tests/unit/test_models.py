@@ -18,15 +18,17 @@ from openai.types.chat import ChatCompletion
 
 from runner.errors import BadInput, ModelError
 from runner.script import Script, parse_script
-from workers.models import (
+from runner.settings import Settings
+from workers.providers import (
     Interrupted,
     Reply,
-    ScriptedModel,
     ToolCall,
+    ToolSpec,
     Usage,
     load_model,
 )
-from workers.openai_model import OpenAIModel
+from workers.providers.openai_chat import OpenAIModel
+from workers.providers.scripted import ScriptedModel
 from workers.stop import Stop
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,7 +114,8 @@ def test_scripted_short_sleep_answers() -> None:
 
 def test_crash_kills_the_process_on_the_spot() -> None:
     code = (
-        "from runner.script import parse_script\nfrom workers.models import ScriptedModel\n"
+        "from runner.script import parse_script\n"
+        "from workers.providers.scripted import ScriptedModel\n"
         "from workers.stop import Stop\n"
         'm = ScriptedModel(parse_script(\'{"steps": [{"crash": true, "sleep": 60}]}\'))\n'
         "m.complete([], [], Stop(5))\n"
@@ -167,8 +170,8 @@ def test_parse_errors_are_one_line(text: str, expected: str) -> None:
 def test_load_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setenv("RUNNER_OPENAI_BASE_URL", "http://llm.invalid/v1")
-    assert isinstance(load_model("scripted", script({})), ScriptedModel)
-    model = load_model("openai:gpt-test", None)  # needs no key until it is called
+    assert isinstance(load_model("scripted", script({}), Settings()), ScriptedModel)
+    model = load_model("openai:gpt-test", None, Settings())  # needs no key until it is called
     assert isinstance(model, OpenAIModel)
     assert (model.model, model.base_url) == ("gpt-test", "http://llm.invalid/v1")
 
@@ -183,7 +186,7 @@ def test_load_model(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_load_model_refuses(spec: str, expected: str) -> None:
     with pytest.raises(BadInput, match=expected):
-        load_model(spec, None)
+        load_model(spec, None, Settings())
 
 
 # ---------------------------------------------------------------------------- openai
@@ -249,7 +252,8 @@ def test_openai_reply_with_tool_calls_and_usage() -> None:
         {"content": None, "tool_calls": calls}, {"prompt_tokens": 7, "completion_tokens": 3}
     )
     model, fake = openai_model(answer)
-    tools = [{"type": "function", "function": {"name": "shell"}}]
+    schema = {"type": "object", "properties": {}}
+    tools = [ToolSpec("shell", "Run a command", schema)]
     reply = model.complete([{"role": "user", "content": "hi"}], tools, Stop(5))
     assert reply == Reply(
         "",
@@ -260,8 +264,14 @@ def test_openai_reply_with_tool_calls_and_usage() -> None:
         ],
         Usage(7, 3),
     )
+    wire = [
+        {
+            "type": "function",
+            "function": {"name": "shell", "description": "Run a command", "parameters": schema},
+        }
+    ]
     assert fake.calls == [
-        {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "tools": tools}
+        {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "tools": wire}
     ]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from workers.stop import Stop
-from workers.tools import TOOLS, ToolContext, ToolResult, openai_tool_specs, run_tool
+from workers.tools import TOOLS, ToolContext, ToolResult, run_tool, specs
 
 
 @pytest.fixture
@@ -271,13 +271,13 @@ def test_bad_calls_are_errors_for_the_model(
     assert not result.interrupted
 
 
-def test_openai_specs_describe_every_tool() -> None:
-    specs = openai_tool_specs()
-    assert [s["function"]["name"] for s in specs] == [
+def test_specs_describe_every_tool() -> None:
+    described = specs()
+    assert [s.name for s in described] == [
         "shell",
         "read_file",
         "write_file",
         "list_dir",
     ]
-    assert all(s["type"] == "function" and s["function"]["parameters"] for s in specs)
+    assert all(s.description and s.parameters["type"] == "object" for s in described)
     assert {n for n, t in TOOLS.items() if t.idempotent} == {"read_file", "list_dir"}
