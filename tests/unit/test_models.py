@@ -338,3 +338,55 @@ def test_openai_without_a_key_is_a_model_error(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("OPENAI_ADMIN_KEY", raising=False)
     with pytest.raises(ModelError, match="openai: "):
         OpenAIModel("gpt-test").complete([], [], Stop(5))
+
+
+def test_openai_error_echoing_the_key_is_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "sk-test-" + "A1b2C3d4" * 4
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    echo = openai.AuthenticationError(
+        f"Error code: 401 - Incorrect API key provided: {key}. You can find your API key...",
+        response=httpx2.Response(401, request=REQUEST),
+        body=None,
+    )
+    model, _fake = openai_model(echo)
+    with pytest.raises(ModelError) as info:
+        model.complete([], [], Stop(5))
+    message = str(info.value)
+    assert message.startswith("openai: Error code: 401 - Incorrect API key provided: ")
+    assert key not in message
+    assert "A1b2C3d4" not in message
+    assert "[redacted]" in message
+
+
+def test_a_missing_extra_fails_the_run_with_the_install_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As on a worker installed without the extra: the SDK cannot be imported.
+    monkeypatch.setitem(sys.modules, "openai", None)
+    monkeypatch.delitem(sys.modules, "workers.providers.openai_chat", raising=False)
+    with pytest.raises(BadInput) as info:
+        load_model("openai:gpt-test", None, Settings())
+    assert str(info.value).endswith("; pip install 'runner[openai]'")
+    # The other providers still load on that worker.
+    assert isinstance(load_model("scripted", script({}), Settings()), ScriptedModel)
+
+
+def test_openai_settings_come_before_the_sdk_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://sdk.invalid/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-sdk-variable")
+    from_sdk = load_model("openai:gpt-test", None, Settings())
+    assert isinstance(from_sdk, OpenAIModel)
+    client = from_sdk._get_client()
+    assert (str(client.base_url), client.api_key) == (
+        "http://sdk.invalid/v1/",
+        "sk-from-the-sdk-variable",
+    )
+    monkeypatch.setenv("RUNNER_OPENAI_BASE_URL", "http://runner.invalid/v1")
+    monkeypatch.setenv("RUNNER_OPENAI_API_KEY", "sk-from-runner-settings")
+    ours = load_model("openai:gpt-test", None, Settings())
+    assert isinstance(ours, OpenAIModel)
+    client = ours._get_client()
+    assert (str(client.base_url), client.api_key) == (
+        "http://runner.invalid/v1/",
+        "sk-from-runner-settings",
+    )
