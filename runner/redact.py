@@ -65,10 +65,20 @@ def configured_secrets() -> list[str]:
     return sorted(unique, key=len, reverse=True)
 
 
-def redact(text: str) -> str:
-    """``text`` with every configured secret and every key-shaped string masked."""
+def redact_secrets(text: str) -> str:
+    """``text`` with every configured secret masked, by value only.
+
+    For tool output: a file the model reads may well hold ``password = "..."`` lines it
+    needs to see, but never the worker's own secrets.
+    """
     for secret in configured_secrets():
         text = text.replace(secret, MASK)
+    return text
+
+
+def redact(text: str) -> str:
+    """``text`` with every configured secret and every key-shaped string masked."""
+    text = redact_secrets(text)
     for pattern, replacement in _SHAPES:
         text = pattern.sub(replacement, text)
     return text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import time
@@ -79,7 +80,13 @@ def test_a_tool_running_env_sees_no_secret(
         "RUNNER_TOOL_ENV": "LISTED_FLAG,OPENAI_API_KEY,RUNNER_CANARY,RUNNER_REDIS_URL",
     }
     cli.worker("w1", env=worker_env)
-    steps = [{"content": "look", "tool": "shell", "args": {"command": "env"}}, {"content": "ok"}]
+    # The second step hunts for the key wherever this user may read an environment.
+    hunt = "cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -a API_KEY=; true"
+    steps = [
+        {"content": "look", "tool": "shell", "args": {"command": "env"}},
+        {"content": "hunt", "tool": "shell", "args": {"command": hunt}},
+        {"content": "ok"},
+    ]
     run_id = submit(cli, tmp_path, steps)
     assert wait_done(store, run_id).status is Status.SUCCEEDED
     entries = store.redis.xrange(store.keys.events(run_id))
@@ -87,8 +94,11 @@ def test_a_tool_running_env_sees_no_secret(
     assert "LISTED_FLAG=listed-value-0003" in raw
     for name, value in HIDDEN.items():
         assert value not in raw, name
-    assert f"RUNNER_REDIS_URL={env['RUNNER_REDIS_URL']}" not in raw
-    assert "RUNNER_" not in raw
+    assert env["RUNNER_REDIS_URL"] not in raw
+    tools = [e for e in store.events(run_id) if isinstance(e, MessageEvent) and e.role == "tool"]
+    assert "RUNNER_" not in tools[0].content  # what `env` printed: no RUNNER_* at all
+    # Found where it was hunted for, the key is masked: as root, /proc is all readable.
+    assert os.geteuid() != 0 or "OPENAI_API_KEY=[redacted]" in tools[1].content
 
 
 def test_nothing_of_a_tool_outlives_a_sigkilled_worker(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.errors import ToolError
+from runner.redact import redact_secrets
 from workers.providers.base import ToolSpec
 from workers.tools.base import Tool, ToolContext, ToolResult, resolve_path
 from workers.tools.files import ListDirTool, ReadFileTool, WriteFileTool
@@ -40,7 +41,17 @@ for _tool in (ShellTool(), ReadFileTool(), WriteFileTool(), ListDirTool()):
 
 
 def run_tool(name: str, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
-    """Run tool ``name``; a refused or failed call becomes ``error: ...`` content."""
+    """Run tool ``name``; a refused or failed call becomes ``error: ...`` content.
+
+    The worker's own secrets are masked in what the call returns, whatever the tool found
+    (a tool runs as the worker's user and could read them from somewhere).
+    """
+    result = _run(name, args, ctx)
+    masked = redact_secrets(result.content)
+    return result if masked == result.content else ToolResult(masked, result.interrupted)
+
+
+def _run(name: str, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
     tool = TOOLS.get(name)
     if tool is None:
         return ToolResult(f"error: unknown tool {name!r}; known tools: {', '.join(TOOLS)}")

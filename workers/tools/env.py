@@ -9,8 +9,11 @@ follower to read. Tools get an allowlist, plus the names ``RUNNER_TOOL_ENV`` lis
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
+import sys
 from collections.abc import Iterable, Mapping
 
 from runner.providers import provider_vars
@@ -31,6 +34,7 @@ ALLOWED = (
     "LOGNAME",
 )
 _warned: set[str] = set()
+PR_SET_DUMPABLE = 4
 
 
 def forbidden(name: str) -> bool:
@@ -58,3 +62,17 @@ def default_tool_env() -> dict[str, str]:
     from runner.settings import get_settings
 
     return tool_env(os.environ, get_settings().tool_env)
+
+
+def hide_environment() -> None:
+    """Make this process's ``/proc/PID/environ`` (and memory) unreadable to its own user.
+
+    A tool runs as the worker's user: without this, ``cat /proc/$PPID/environ`` from a
+    shell step would read the worker's variables, clean tool environment or not. Linux
+    only; root can still read them (so workers do not run as root: the image does not).
+    Inherited by forked children (the work horse), reset by exec (the tool itself).
+    """
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)

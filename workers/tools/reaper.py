@@ -46,6 +46,11 @@ def _prctl(option: int, value: int) -> None:
 def _children() -> list[int]:
     """Live children of this process (orphaned descendants are re-parented here)."""
     me = os.getpid()
+    try:  # this process has one thread, so its children are that thread's
+        with open(f"/proc/{me}/task/{me}/children", "rb") as f:
+            return [int(pid) for pid in f.read().split()]
+    except OSError:  # a kernel without CONFIG_PROC_CHILDREN: scan every process
+        pass
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():

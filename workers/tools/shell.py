@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from workers.tools.base import Tool, ToolContext, ToolResult, cap, check_args, str_arg
+from workers.tools.env import hide_environment
 
 # How long the shell supervisor sleeps between checks of its deadlines.
 POLL_SECONDS = 0.1
@@ -131,6 +132,7 @@ class ShellTool(Tool):
         command = str_arg(args, "command")
         out = _Output(ctx.output_bytes)
         started = time.monotonic()
+        hide_environment()  # of this process (the turn's); idempotent
         # -I -S: no site, no user paths; the reaper needs the standard library only.
         argv = [sys.executable, "-I", "-S", REAPER, str(os.getpid()), "/bin/sh", "-c", command]
         proc = subprocess.Popen(
