@@ -390,3 +390,12 @@ def test_openai_settings_come_before_the_sdk_variables(monkeypatch: pytest.Monke
         "http://runner.invalid/v1/",
         "sk-from-runner-settings",
     )
+
+
+def test_every_known_provider_has_an_implementation() -> None:
+    from runner.providers import KNOWN_SPECS, PROVIDERS
+    from workers.providers.registry import FACTORIES
+
+    assert set(FACTORIES) == set(PROVIDERS)
+    assert KNOWN_SPECS == ("scripted", "openai:<model>")
+    assert PROVIDERS["openai"].install == "pip install 'runner[openai]'"

@@ -397,3 +397,37 @@ def test_a_cancel_during_a_handoff_ends_the_run_cancelled(ws: Path) -> None:
     assert stop.reason == "cancel"
     stop.request("fenced")
     assert stop.reason == "fenced"
+
+
+def test_the_workers_secrets_are_masked_in_what_a_tool_returns(
+    ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "worker-key-not-shaped-like-one"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    (ws / "found.txt").write_text(f"somehow found: {key}\npassword = 'placeholder-kept'\n")
+    ctx = make_ctx(ws)
+    read = run_tool("read_file", {"path": "found.txt"}, ctx).content
+    assert read == "somehow found: [redacted]\npassword = 'placeholder-kept'\n"
+    assert key not in shell(ctx, "cat found.txt").content
+
+
+def test_a_registered_tool_is_described_and_callable(ws: Path) -> None:
+    from typing import Any, ClassVar
+
+    from workers import tools
+
+    class Echo(tools.Tool):
+        name = "echo_args"
+        idempotent = True
+        description = "Echo the arguments."
+        parameters: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}}
+
+        def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+            return ToolResult(repr(sorted(args)))
+
+    tools.register(Echo())
+    try:
+        assert specs()[-1] == tools.ToolSpec("echo_args", "Echo the arguments.", Echo.parameters)
+        assert run_tool("echo_args", {"b": 1, "a": 2}, make_ctx(ws)).content == "['a', 'b']"
+    finally:
+        del TOOLS["echo_args"]

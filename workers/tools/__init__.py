@@ -75,6 +75,7 @@ __all__ = [
     "ToolContext",
     "ToolError",
     "ToolResult",
+    "ToolSpec",
     "get",
     "register",
     "resolve_path",
