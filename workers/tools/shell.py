@@ -49,16 +49,22 @@ class _Output:
 
 
 def _stop_tree(proc: subprocess.Popen[bytes]) -> None:
-    """End the command and all it started: ask the reaper, SIGKILL its group if it hangs."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(_REAP_SECONDS)
-    # ESRCH: the group is gone already; EPERM: only zombies are left in it.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    """End the command and all it started: the reaper does it on SIGTERM.
+
+    Only a reaper that does not finish within a bound (a descendant it may not kill) is
+    SIGKILLed with its group; the command's shell dies with it (its death signal).
+    Nothing is signalled once the reaper is reaped: its pid may belong to another by then.
+    """
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(_REAP_SECONDS)
+    except subprocess.TimeoutExpired:
+        # Not reaped yet, so the pid (and group id) is still the reaper's.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _drain(sel: selectors.BaseSelector, pipe: IO[bytes], out: _Output, wait: float) -> int | None:
@@ -133,6 +139,8 @@ class ShellTool(Tool):
         out = _Output(ctx.output_bytes)
         started = time.monotonic()
         hide_environment()  # of this process (the turn's); idempotent
+        # The reaper's death signal fires when the thread that starts it ends: this one,
+        # which waits for it below.
         # -I -S: no site, no user paths; the reaper needs the standard library only.
         argv = [sys.executable, "-I", "-S", REAPER, str(os.getpid()), "/bin/sh", "-c", command]
         proc = subprocess.Popen(
