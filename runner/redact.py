@@ -12,6 +12,8 @@ import os
 import re
 from urllib.parse import unquote, urlsplit
 
+from pydantic import SecretStr
+
 from runner.providers import key_vars
 
 MASK = "[redacted]"
@@ -59,8 +61,11 @@ def configured_secrets() -> list[str]:
         settings = None
     if settings is not None:
         found += _url_password(settings.redis_url)
-        if settings.openai_api_key is not None:
-            found.append(settings.openai_api_key.get_secret_value())
+        # RUNNER_OPENAI_API_KEY is the setting openai_api_key (maybe from .env): by name.
+        for name in key_vars():
+            value = getattr(settings, name.removeprefix("RUNNER_").lower(), None)
+            if isinstance(value, SecretStr):
+                found.append(value.get_secret_value())
     unique = {s for s in found if len(s) >= MIN_SECRET}
     return sorted(unique, key=len, reverse=True)
 

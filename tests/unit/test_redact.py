@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +15,7 @@ from runner.settings import get_settings
 
 
 @pytest.fixture(autouse=True)
-def fresh_settings() -> object:
+def fresh_settings() -> Iterator[None]:
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -71,3 +73,12 @@ def test_every_log_line_is_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "sk-abcdefgh12345678" not in out
     assert "abcdefghijkl" not in out
     assert out.splitlines()[0] == f"model call failed: key {MASK} run=r1"
+
+
+def test_a_key_from_the_env_file_is_masked_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text("RUNNER_OPENAI_API_KEY=only-in-the-env-file\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RUNNER_OPENAI_API_KEY", raising=False)
+    assert redact("said only-in-the-env-file") == f"said {MASK}"
