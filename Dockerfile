@@ -12,7 +12,8 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY runner ./runner
 COPY workers ./workers
-RUN pip install --no-cache-dir . \
+# Every provider extra (runner/providers.py): a worker can run any model spec.
+RUN pip install --no-cache-dir '.[openai]' \
  && mkdir -p /data/workspaces && chown -R runner /data
 
 USER runner

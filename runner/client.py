@@ -27,7 +27,7 @@ from runner.events import (
     to_openai,
 )
 from runner.keys import Keys, check_run_id, check_session, new_run_id
-from runner.modelspec import check_model_spec
+from runner.providers import check_model_spec
 from runner.settings import Settings
 from runner.store import RunRecord, RunStore
 

@@ -8,6 +8,7 @@ RunnerError                 base; the CLI prints ``Name: message`` and exits wit
 ├── CorruptEvent            exit 1: a stream entry that does not parse as an event
 ├── Damaged                 exit 1: a run whose record or stream is missing or unreadable
 ├── ModelError              the model provider failed (the run fails with its message)
+├── ToolError               a tool call was refused (the model reads ``error: message``)
 ├── BenchError              exit 1: ``runner bench`` could not complete
 └── StaleEpoch              a fenced write from an attempt that no longer owns the run
 """
@@ -52,6 +53,10 @@ class Damaged(RunnerError):
 
 class ModelError(RunnerError):
     """The model provider failed."""
+
+
+class ToolError(RunnerError):
+    """The tool call was refused."""
 
 
 class StaleEpoch(RunnerError):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 def _default_data_dir() -> Path:
@@ -37,6 +41,25 @@ class Settings(BaseSettings):
     tool_timeout: float = Field(default=120.0, gt=0)
     tool_output_bytes: int = Field(default=16 * 1024, ge=256)
     reconnect_seconds: float = Field(default=300.0, gt=0)
+    tool_env: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="comma-separated names of variables tools get besides the allowlist "
+        "(RUNNER_* and provider keys are never passed)",
+    )
+    # Providers. Unset, the SDK's own variables (OPENAI_API_KEY, OPENAI_BASE_URL) apply.
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+
+    @field_validator("tool_env", mode="before")
+    @classmethod
+    def _names(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(name.strip() for name in value.split(",") if name.strip())
+        if isinstance(value, list | tuple):
+            bad = [str(n) for n in value if not _ENV_NAME.fullmatch(str(n))]
+            if bad:
+                raise ValueError(f"not a variable name: {bad[0][:40]!r}")
+        return value
 
 
 @lru_cache(maxsize=1)

@@ -28,9 +28,10 @@ from runner.events import (
 )
 from runner.settings import Settings
 from runner.store import RunStore
-from workers.models import Interrupted, Model, Reply
+from workers.providers import Interrupted, Model, Reply
 from workers.stop import Stop
-from workers.tools import TOOLS, ToolContext, openai_tool_specs, run_tool
+from workers.tools import TOOLS, ToolContext, run_tool
+from workers.tools import specs as tool_specs
 
 log = logging.getLogger("runner.agent")
 
@@ -102,7 +103,7 @@ class Turn:
             if self.inbox:
                 self._take_inbox()
             try:
-                reply = self.model.complete(self.messages, openai_tool_specs(), self.stop)
+                reply = self.model.complete(self.messages, tool_specs(), self.stop)
             except Interrupted:
                 return self._stopped()
             except Exception as exc:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 import time
 
+_RANK = {"handoff": 1, "cancel": 2, "fenced": 3}
+
 
 class Stop:
     """A stop request with a deadline for whatever is in flight.
@@ -27,8 +29,14 @@ class Stop:
         self.deadline: float | None = None
 
     def request(self, reason: str = "handoff") -> None:
-        """Ask the turn to stop; a second call makes it hurry. Safe in a signal handler."""
+        """Ask the turn to stop; a second call makes it hurry. Safe in a signal handler.
+
+        A stronger reason replaces a weaker one (fenced > cancel > handoff): a run
+        cancelled during a handoff ends cancelled, not back in its queue.
+        """
         if self.requested.is_set():
+            if _RANK.get(reason, 0) > _RANK.get(self.reason or "", 0):
+                self.reason = reason
             self.hurry.set()
             return
         self.reason = reason

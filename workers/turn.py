@@ -14,7 +14,7 @@ from runner.settings import Settings, get_settings
 from runner.store import RunRecord, RunStore
 from workers.agent import Outcome, Turn
 from workers.lease import Lease
-from workers.models import load_model
+from workers.providers import load_model
 from workers.stop import Stop
 
 log = logging.getLogger("runner.turn")
@@ -62,7 +62,7 @@ def _attempt(
     try:
         script_text = store.script(record.id)
         script = parse_script(script_text) if script_text is not None else None
-        model = load_model(record.model, script)
+        model = load_model(record.model, script, settings)
     except BadInput as exc:
         return Outcome(Status.FAILED, "bad model", str(exc))
     workspace = settings.workspace_root / record.id

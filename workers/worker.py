@@ -225,8 +225,10 @@ def main(queues: list[str], name: str | None, burst: bool, settings: Settings) -
     """Run a worker until stopped; returns the exit code."""
     from runner.connection import connect, redis_url
     from runner.logs import setup
+    from workers.tools.env import hide_environment
 
     setup()
+    hide_environment()  # tools run as this user: /proc/PID/environ must not show our secrets
     url = redis_url(settings)
     store = RunStore(connect(settings, url=url), Keys(settings.prefix), settings.retention_seconds)
     rq_conn = connect(settings, url=url, decode=False)

@@ -18,15 +18,17 @@ from openai.types.chat import ChatCompletion
 
 from runner.errors import BadInput, ModelError
 from runner.script import Script, parse_script
-from workers.models import (
+from runner.settings import Settings
+from workers.providers import (
     Interrupted,
     Reply,
-    ScriptedModel,
     ToolCall,
+    ToolSpec,
     Usage,
     load_model,
 )
-from workers.openai_model import OpenAIModel
+from workers.providers.openai_chat import OpenAIModel
+from workers.providers.scripted import ScriptedModel
 from workers.stop import Stop
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,7 +114,8 @@ def test_scripted_short_sleep_answers() -> None:
 
 def test_crash_kills_the_process_on_the_spot() -> None:
     code = (
-        "from runner.script import parse_script\nfrom workers.models import ScriptedModel\n"
+        "from runner.script import parse_script\n"
+        "from workers.providers.scripted import ScriptedModel\n"
         "from workers.stop import Stop\n"
         'm = ScriptedModel(parse_script(\'{"steps": [{"crash": true, "sleep": 60}]}\'))\n'
         "m.complete([], [], Stop(5))\n"
@@ -167,8 +170,8 @@ def test_parse_errors_are_one_line(text: str, expected: str) -> None:
 def test_load_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setenv("RUNNER_OPENAI_BASE_URL", "http://llm.invalid/v1")
-    assert isinstance(load_model("scripted", script({})), ScriptedModel)
-    model = load_model("openai:gpt-test", None)  # needs no key until it is called
+    assert isinstance(load_model("scripted", script({}), Settings()), ScriptedModel)
+    model = load_model("openai:gpt-test", None, Settings())  # needs no key until it is called
     assert isinstance(model, OpenAIModel)
     assert (model.model, model.base_url) == ("gpt-test", "http://llm.invalid/v1")
 
@@ -183,7 +186,7 @@ def test_load_model(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_load_model_refuses(spec: str, expected: str) -> None:
     with pytest.raises(BadInput, match=expected):
-        load_model(spec, None)
+        load_model(spec, None, Settings())
 
 
 # ---------------------------------------------------------------------------- openai
@@ -249,7 +252,8 @@ def test_openai_reply_with_tool_calls_and_usage() -> None:
         {"content": None, "tool_calls": calls}, {"prompt_tokens": 7, "completion_tokens": 3}
     )
     model, fake = openai_model(answer)
-    tools = [{"type": "function", "function": {"name": "shell"}}]
+    schema = {"type": "object", "properties": {}}
+    tools = [ToolSpec("shell", "Run a command", schema)]
     reply = model.complete([{"role": "user", "content": "hi"}], tools, Stop(5))
     assert reply == Reply(
         "",
@@ -260,8 +264,14 @@ def test_openai_reply_with_tool_calls_and_usage() -> None:
         ],
         Usage(7, 3),
     )
+    wire = [
+        {
+            "type": "function",
+            "function": {"name": "shell", "description": "Run a command", "parameters": schema},
+        }
+    ]
     assert fake.calls == [
-        {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "tools": tools}
+        {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "tools": wire}
     ]
 
 
@@ -328,3 +338,64 @@ def test_openai_without_a_key_is_a_model_error(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("OPENAI_ADMIN_KEY", raising=False)
     with pytest.raises(ModelError, match="openai: "):
         OpenAIModel("gpt-test").complete([], [], Stop(5))
+
+
+def test_openai_error_echoing_the_key_is_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = "sk-test-" + "A1b2C3d4" * 4
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    echo = openai.AuthenticationError(
+        f"Error code: 401 - Incorrect API key provided: {key}. You can find your API key...",
+        response=httpx2.Response(401, request=REQUEST),
+        body=None,
+    )
+    model, _fake = openai_model(echo)
+    with pytest.raises(ModelError) as info:
+        model.complete([], [], Stop(5))
+    message = str(info.value)
+    assert message.startswith("openai: Error code: 401 - Incorrect API key provided: ")
+    assert key not in message
+    assert "A1b2C3d4" not in message
+    assert "[redacted]" in message
+
+
+def test_a_missing_extra_fails_the_run_with_the_install_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As on a worker installed without the extra: the SDK cannot be imported.
+    monkeypatch.setitem(sys.modules, "openai", None)
+    monkeypatch.delitem(sys.modules, "workers.providers.openai_chat", raising=False)
+    with pytest.raises(BadInput) as info:
+        load_model("openai:gpt-test", None, Settings())
+    assert str(info.value).endswith("; pip install 'runner[openai]'")
+    # The other providers still load on that worker.
+    assert isinstance(load_model("scripted", script({}), Settings()), ScriptedModel)
+
+
+def test_openai_settings_come_before_the_sdk_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://sdk.invalid/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-sdk-variable")
+    from_sdk = load_model("openai:gpt-test", None, Settings())
+    assert isinstance(from_sdk, OpenAIModel)
+    client = from_sdk._get_client()
+    assert (str(client.base_url), client.api_key) == (
+        "http://sdk.invalid/v1/",
+        "sk-from-the-sdk-variable",
+    )
+    monkeypatch.setenv("RUNNER_OPENAI_BASE_URL", "http://runner.invalid/v1")
+    monkeypatch.setenv("RUNNER_OPENAI_API_KEY", "sk-from-runner-settings")
+    ours = load_model("openai:gpt-test", None, Settings())
+    assert isinstance(ours, OpenAIModel)
+    client = ours._get_client()
+    assert (str(client.base_url), client.api_key) == (
+        "http://runner.invalid/v1/",
+        "sk-from-runner-settings",
+    )
+
+
+def test_every_known_provider_has_an_implementation() -> None:
+    from runner.providers import KNOWN_SPECS, PROVIDERS
+    from workers.providers.registry import FACTORIES
+
+    assert set(FACTORIES) == set(PROVIDERS)
+    assert KNOWN_SPECS == ("scripted", "openai:<model>")
+    assert PROVIDERS["openai"].install == "pip install 'runner[openai]'"

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from workers.stop import Stop
-from workers.tools import TOOLS, ToolContext, ToolResult, openai_tool_specs, run_tool
+from workers.tools import TOOLS, ToolContext, ToolResult, run_tool, specs
+from workers.tools.env import tool_env
 
 
 @pytest.fixture
@@ -271,13 +272,162 @@ def test_bad_calls_are_errors_for_the_model(
     assert not result.interrupted
 
 
-def test_openai_specs_describe_every_tool() -> None:
-    specs = openai_tool_specs()
-    assert [s["function"]["name"] for s in specs] == [
+def test_specs_describe_every_tool() -> None:
+    described = specs()
+    assert [s.name for s in described] == [
         "shell",
         "read_file",
         "write_file",
         "list_dir",
     ]
-    assert all(s["type"] == "function" and s["function"]["parameters"] for s in specs)
+    assert all(s.description and s.parameters["type"] == "object" for s in described)
     assert {n for n, t in TOOLS.items() if t.idempotent} == {"read_file", "list_dir"}
+
+
+# ---------------------------------------------------------------------------- hardening
+
+
+def in_thread(fn: Callable[[], ToolResult], timeout: float = 5) -> ToolResult | None:
+    """``fn()`` in a daemon thread: its result, or None if it is still blocked at ``timeout``."""
+    results: list[ToolResult] = []
+    thread = threading.Thread(target=lambda: results.append(fn()), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return results[0] if results else None
+
+
+def test_file_tools_never_block_on_a_fifo(ws: Path) -> None:
+    ctx = make_ctx(ws)
+    os.mkfifo(ws / "fifo")
+    (ws / "link").symlink_to(ws / "fifo")
+    for tool, args in [
+        ("write_file", {"path": "fifo", "content": "x"}),
+        ("write_file", {"path": "link", "content": "x"}),
+        ("read_file", {"path": "fifo"}),
+        ("read_file", {"path": "link"}),
+    ]:
+        result = in_thread(lambda t=tool, a=args: run_tool(t, a, ctx))  # type: ignore[misc]
+        assert result is not None, f"{tool} {args} blocked"
+        assert result.content == f"error: {args['path']!r} is not a regular file", result
+
+
+SECRETS = {
+    "RUNNER_REDIS_URL": "redis://:hunter2-password@10.0.0.1:6379/0",
+    "OPENAI_API_KEY": "sk-test-abcdefghijklmnopqrstuvwxyz",
+    "RUNNER_OPENAI_API_KEY": "sk-test-runner-abcdefghijklmnop",
+}
+
+
+def test_shell_gets_a_clean_environment(ws: Path) -> None:
+    source = {
+        **SECRETS,
+        "PATH": "/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "AWS_SECRET_ACCESS_KEY": "not-named-so-not-passed",
+        "PROJECT_FLAG": "named",
+    }
+    names = ("PROJECT_FLAG", "OPENAI_API_KEY", "RUNNER_REDIS_URL")  # the last two: never
+    ctx = make_ctx(ws)
+    ctx.env = tool_env(source, names)
+    result = shell(ctx, "env")
+    lines = set(result.content.splitlines())
+    assert {"PATH=/usr/bin:/bin", "LANG=C.UTF-8", "PROJECT_FLAG=named"} <= lines
+    assert f"HOME={ws}" in lines
+    for value in (*SECRETS.values(), "not-named-so-not-passed"):
+        assert value not in result.content
+    names_seen = {line.split("=", 1)[0] for line in lines if "=" in line}
+    assert not {n for n in names_seen if n.startswith("RUNNER_") or n.startswith("OPENAI")}
+
+
+def test_the_default_tool_environment_is_not_the_workers(
+    ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    result = shell(make_ctx(ws), "env")
+    for value in SECRETS.values():
+        assert value not in result.content
+
+
+def marked(marker: str) -> list[int]:
+    """Live PIDs whose command line holds ``marker``."""
+    pids = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker.encode() in (entry / "cmdline").read_bytes():
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "setsid sh -c 'sleep {m}' & sleep 0.2",
+        "(setsid sh -c '(sleep {m} &) ; sleep {m}' &) ; sleep 0.2",
+        "nohup sleep {m} >/dev/null 2>&1 & sleep 0.2",
+    ],
+    ids=["setsid", "setsid-double-fork", "nohup"],
+)
+def test_nothing_the_command_started_outlives_it(ws: Path, command: str) -> None:
+    marker = f"300.{time.monotonic_ns() % 10**9:09d}"
+    result = shell(make_ctx(ws), command.format(m=marker))
+    assert result.content.endswith("exit code 0"), result
+    assert wait_for(lambda: not marked(marker)), marked(marker)
+
+
+def test_nothing_is_left_after_a_timeout_either(ws: Path) -> None:
+    marker = f"300.{time.monotonic_ns() % 10**9:09d}"
+    result = shell(make_ctx(ws, timeout=1), f"setsid sh -c 'sleep {marker}' & sleep {marker}")
+    assert "timed out after 1 s" in result.content
+    assert wait_for(lambda: not marked(marker)), marked(marker)
+
+
+def test_a_cancel_during_a_handoff_ends_the_run_cancelled(ws: Path) -> None:
+    stop = Stop(grace=30)
+    stop.request("handoff")
+    stop.request("cancel")  # the user cancels while the turn hands off: cancel wins
+    result = shell(make_ctx(ws, stop=stop), "sleep 30")
+    assert result.interrupted
+    assert "interrupted by a stop (cancel)" in result.content
+    stop.request("handoff")
+    assert stop.reason == "cancel"
+    stop.request("fenced")
+    assert stop.reason == "fenced"
+
+
+def test_the_workers_secrets_are_masked_in_what_a_tool_returns(
+    ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "worker-key-not-shaped-like-one"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    (ws / "found.txt").write_text(f"somehow found: {key}\npassword = 'placeholder-kept'\n")
+    ctx = make_ctx(ws)
+    read = run_tool("read_file", {"path": "found.txt"}, ctx).content
+    assert read == "somehow found: [redacted]\npassword = 'placeholder-kept'\n"
+    assert key not in shell(ctx, "cat found.txt").content
+
+
+def test_a_registered_tool_is_described_and_callable(ws: Path) -> None:
+    from typing import Any, ClassVar
+
+    from workers import tools
+
+    class Echo(tools.Tool):
+        name = "echo_args"
+        idempotent = True
+        description = "Echo the arguments."
+        parameters: ClassVar[dict[str, Any]] = {"type": "object", "properties": {}}
+
+        def run(self, args: dict[str, Any], ctx: ToolContext) -> ToolResult:
+            return ToolResult(repr(sorted(args)))
+
+    tools.register(Echo())
+    try:
+        assert specs()[-1] == tools.ToolSpec("echo_args", "Echo the arguments.", Echo.parameters)
+        assert run_tool("echo_args", {"b": 1, "a": 2}, make_ctx(ws)).content == "['a', 'b']"
+    finally:
+        del TOOLS["echo_args"]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -14,7 +14,9 @@ import tenacity
 from openai.types.chat import ChatCompletion
 
 from runner.errors import ModelError
-from workers.models import _POLL_SECONDS, Interrupted, Reply, ToolCall, Usage
+from runner.redact import redact
+from runner.settings import Settings
+from workers.providers.base import POLL_SECONDS, Interrupted, Reply, ToolCall, ToolSpec, Usage
 from workers.stop import Stop
 
 # Failures worth another attempt: the request had no effect and may well work next time.
@@ -36,6 +38,26 @@ def _parse_arguments(raw: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"_raw": raw}
 
 
+def tool_param(specs: Sequence[ToolSpec]) -> list[dict[str, Any]]:
+    """Neutral tool specs as the chat API's ``tools`` parameter."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": spec.name,
+                "description": spec.description,
+                "parameters": spec.parameters,
+            },
+        }
+        for spec in specs
+    ]
+
+
+def _error(exc: BaseException) -> ModelError:
+    """A ModelError for the run's record and the log, with every secret taken out."""
+    return ModelError(redact(f"openai: {exc}"))
+
+
 def _to_reply(completion: ChatCompletion) -> Reply:
     """Our Reply from an OpenAI chat completion."""
     if not completion.choices:
@@ -55,9 +77,9 @@ def _to_reply(completion: ChatCompletion) -> Reply:
 class OpenAIModel:
     """A chat model on the OpenAI API (or a compatible server at ``base_url``).
 
-    The key comes from ``OPENAI_API_KEY`` and is read by the SDK only; the base URL from
-    the argument, else ``RUNNER_OPENAI_BASE_URL``. The client is made on first use, so
-    naming the model needs no key. ``client`` lets tests inject a fake.
+    ``api_key`` and ``base_url`` left None, the SDK reads its own ``OPENAI_API_KEY`` and
+    ``OPENAI_BASE_URL``. The client is made on first use, so naming the model needs no
+    key. ``client`` lets tests inject a fake.
     """
 
     def __init__(
@@ -65,44 +87,59 @@ class OpenAIModel:
         model: str,
         base_url: str | None = None,
         *,
+        api_key: str | None = None,
         client: Any = None,
         attempts: int = 4,
         backoff: float = 1.0,
         timeout: float = 300.0,
     ) -> None:
         self.model = model
-        self.base_url = base_url or os.environ.get("RUNNER_OPENAI_BASE_URL") or None
+        self.base_url = base_url or None
+        self._api_key = api_key or None
         self.attempts = attempts
         self.backoff = backoff
         self.timeout = timeout
         # Any: the real client or a test double with the same chat.completions.create.
         self._client: Any = client
 
+    @classmethod
+    def from_settings(cls, model: str, settings: Settings) -> OpenAIModel:
+        """The model with runner's ``RUNNER_OPENAI_*`` settings (else the SDK's variables)."""
+        key = settings.openai_api_key
+        return cls(
+            model,
+            settings.openai_base_url,
+            api_key=key.get_secret_value() if key is not None else None,
+        )
+
     def _get_client(self) -> Any:
         if self._client is None:
             try:
                 # Retries are ours (tenacity, stop-aware), so the SDK's own are off.
                 self._client = openai.OpenAI(
-                    base_url=self.base_url, max_retries=0, timeout=self.timeout
+                    api_key=self._api_key,
+                    base_url=self.base_url,
+                    max_retries=0,
+                    timeout=self.timeout,
                 )
             except openai.OpenAIError as exc:
-                raise ModelError(f"openai: {exc}") from exc
+                raise _error(exc) from exc
         return self._client
 
     def complete(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], stop: Stop
+        self, messages: list[dict[str, Any]], tools: Sequence[ToolSpec], stop: Stop
     ) -> Reply:
         """Ask the API, abandoning the call (Interrupted) if a stop is requested."""
         if stop.requested.is_set():
             raise Interrupted
         client = self._get_client()
         future: Future[Reply] = Future()
-        args = (client, list(messages), list(tools), stop, future)
+        args = (client, list(messages), tool_param(tools), stop, future)
         # A daemon thread: an abandoned call must not keep the worker process alive.
         threading.Thread(target=self._call, args=args, name="openai-call", daemon=True).start()
         while True:
             try:
-                return future.result(timeout=_POLL_SECONDS)
+                return future.result(timeout=POLL_SECONDS)
             except FutureTimeout:
                 if stop.requested.is_set():
                     raise Interrupted from None
@@ -118,8 +155,10 @@ class OpenAIModel:
         """Run the request (with retries) in the helper thread and settle ``future``."""
         try:
             future.set_result(_to_reply(self._create(client, messages, tools, stop)))
-        except openai.OpenAIError as exc:
-            future.set_exception(ModelError(f"openai: {exc}"))
+        except (openai.OpenAIError, ModelError) as exc:
+            future.set_exception(exc if isinstance(exc, ModelError) else _error(exc))
+        except Exception as exc:  # a failure inside the SDK: the run fails with it, redacted
+            future.set_exception(_error(exc))
         except BaseException as exc:
             future.set_exception(exc)
 
@@ -145,6 +184,3 @@ class OpenAIModel:
         )
         result: ChatCompletion = retrying(client.chat.completions.create, **kwargs)
         return result
-
-
-# ---------------------------------------------------------------------------- loading

@@ -1,0 +1,66 @@
+"""What every model provider shares: the reply, tool calls, neutral tool specs, the protocol.
+
+A model call is a safe point: when a stop is requested while the model thinks, the call
+is abandoned with :class:`Interrupted` and nothing is committed for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from workers.stop import Stop
+
+# How often a caller waiting on a provider call looks at the stop request.
+POLL_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool as a model is told about it; each provider maps it to its own wire shape."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any] = field(default_factory=dict)  # a JSON schema
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One tool call the model asked for."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens in and out of one model call, and its cost when known."""
+
+    input_tokens: int
+    output_tokens: int
+    cost: float | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A model answer: text, plus tool calls unless it is the final answer."""
+
+    content: str
+    tool_calls: list[ToolCall]
+    usage: Usage | None = None
+
+
+class Interrupted(Exception):
+    """The model call was abandoned because a stop was requested; nothing to commit."""
+
+
+class Model(Protocol):
+    """Anything that answers a conversation with a :class:`Reply`."""
+
+    def complete(
+        self, messages: list[dict[str, Any]], tools: Sequence[ToolSpec], stop: Stop
+    ) -> Reply:
+        """Answer ``messages`` (OpenAI chat shape); raise Interrupted on a stop."""
+        ...
