@@ -14,9 +14,10 @@ import click
 import redis
 from rich.console import Console
 
+from runner.checks import check_queue
 from runner.cli.following import EXIT_DETACHED
 from runner.cli.render import visible
-from runner.client import Client, check_queue, open_client
+from runner.client import Client, open_client
 from runner.connection import RQ_ERRORS, translate
 from runner.errors import BadInput, RunnerError
 from runner.keys import check_run_id

@@ -7,10 +7,11 @@ import sys
 
 import click
 
+from runner.checks import decode_text
 from runner.cli import render
 from runner.cli.following import follow_run
 from runner.cli.group import cli, client, err, guarded, out, run_id_arg
-from runner.client import Submission, decode_text
+from runner.client import Submission
 from runner.errors import BadInput
 from runner.events import Status, to_openai
 

@@ -12,8 +12,9 @@ import pytest
 import redis
 from rich.console import Console
 
+from runner.checks import check_text, decode_text
 from runner.cli import render
-from runner.client import Client, Submission, check_text, decode_text
+from runner.client import Client, Submission
 from runner.errors import BadInput, RunnerError, ServerUnavailable
 from runner.events import Event, MessageEvent, Status, StatusEvent
 from runner.keys import Keys
