@@ -8,7 +8,10 @@ which runner cannot keep its promises:
   shorter lease expires on one slow round trip and a live attempt is taken for dead
   (and, after a few such deaths, its run suspended as a crash loop).
 - ``RUNNER_SWEEP_SECONDS`` >= 0.1: below that the sweeper only spins.
-- No time may be infinite or NaN.
+- ``RUNNER_SHUTDOWN_GRACE`` > 0, and it may be longer than the lease: the heartbeat
+  keeps renewing the lease through a handoff, so no ordering between them is required.
+- No time may be infinite or NaN; ``RUNNER_REDIS_URL``'s database is a number; the
+  queue and the model are never empty.
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ def event_text(ev: Event) -> Text:
 
 
 def _status(stamp: Text, ev: StatusEvent) -> Text:
-    text = stamp.copy()
+    text = stamp
     text.append(f"● {ev.status.value}", f"bold {STATUS_STYLE.get(ev.status, 'white')}")
     text.append(f" on {visible(ev.worker)}" if ev.worker else "")
     text.append(f" ({visible(ev.reason)})" if ev.reason else "")
@@ -94,7 +94,7 @@ def _status(stamp: Text, ev: StatusEvent) -> Text:
 
 def _message(stamp: Text, ev: MessageEvent) -> Text:
     if ev.role == "tool":
-        text = stamp.copy()
+        text = stamp
         text.append(f"tool {visible(ev.name or '')}", "magenta")
         text.append(" →\n")
         text.append(_trim(visible(ev.content)), "dim")
