@@ -278,8 +278,9 @@ def mute_server() -> Iterator[str]:
         ["list"],
         ["submit", "--model", "scripted", "--script", "{script}", "hi"],
         ["status", UNKNOWN_ID],
+        ["worker", "--burst"],
     ],
-    ids=["list", "submit", "status"],
+    ids=["list", "submit", "status", "worker"],
 )
 def test_mute_server_fails_within_seconds(
     cli: Any, env: dict[str, str], tmp_path: Path, mute_server: str, args: list[str]
