@@ -1,12 +1,21 @@
-"""The client API: submit, follow, inspect and steer runs. The CLI is a thin layer on it."""
+"""The client API: submit, follow, inspect and steer runs.
+
+It is the one interface the front ends use (the CLI now, an HTTP app later): it checks
+every input itself, and every Redis or RQ error leaves it as a RunnerError (``raise ...
+from exc``), so a front end only maps RunnerError to its own output. Build it with
+:func:`open_client`; it connects on first use, so bad input fails before any network.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import Any, ParamSpec, TypeVar
 
+from redis import Redis
 from tenacity import (
     Retrying,
     before_sleep_log,
@@ -16,127 +25,227 @@ from tenacity import (
 )
 
 from runner import queueing
-from runner.connection import RETRYABLE, connect, redis_url
+from runner.checks import MAX_SHOWN, check_queue, check_session, check_text, decode_text
+from runner.connection import RETRYABLE, check_answers, connect, redis_url, server_errors
 from runner.errors import BadInput, ServerUnavailable
 from runner.events import (
+    PARKED,
     TERMINAL,
     Event,
     MessageEvent,
     Status,
     StatusEvent,
-    to_openai,
 )
-from runner.keys import Keys, check_run_id, check_session, new_run_id
+from runner.keys import Keys, check_run_id, new_run_id
 from runner.providers import check_model_spec
-from runner.settings import Settings
+from runner.settings import Settings, load_settings
 from runner.store import RunRecord, RunStore
 
+__all__ = [
+    "Client",
+    "Submission",
+    "check_queue",
+    "check_session",
+    "check_text",
+    "decode_text",
+    "open_client",
+]
 log = logging.getLogger("runner.client")
+STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 TITLE_CHARS = 80
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
 class Submission:
-    """What ``submit`` takes."""
+    """What ``submit`` takes. ``None`` means the configured default (RUNNER_*)."""
 
     prompt: str
-    model: str
-    queue: str
-    max_steps: int
+    model: str | None = None
+    queue: str | None = None
+    max_steps: int | None = None
     script: str = ""
     session: str = ""
 
 
+def open_client(settings: Settings | None = None) -> Client:
+    """The client for ``settings`` (read from RUNNER_* and .env if not given).
+
+    The one way front ends get a client; when runner gains an HTTP API, this is where
+    a client for it is chosen instead.
+    """
+    return Client(settings if settings is not None else load_settings())
+
+
+def _boundary(fn: Callable[P, R]) -> Callable[P, R]:
+    """Wrap a method so Redis and RQ errors leave it as RunnerErrors."""
+
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with server_errors():
+            return fn(*args, **kwargs)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
 class Client:
-    """One connection to the server and the operations on runs."""
+    """The operations on runs, over one server (connected on first use)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        url = redis_url(settings)
-        self.redis = connect(settings, url=url)
-        self.rq = connect(settings, url=url, decode=False)
         self.keys = Keys(settings.prefix)
-        self.store = RunStore(self.redis, self.keys, settings.retention_seconds)
 
+    # Connections: made on first use, so checking input never needs the server.
+
+    @cached_property
+    def url(self) -> str:
+        return redis_url(self.settings)
+
+    @cached_property
+    def redis(self) -> Redis:
+        check_answers(self.url)
+        return connect(self.settings, url=self.url, probe=False)
+
+    @cached_property
+    def rq(self) -> Redis:
+        self.redis  # noqa: B018 - the probe, once
+        return connect(self.settings, url=self.url, decode=False, probe=False)
+
+    @cached_property
+    def store(self) -> RunStore:
+        return RunStore(self.redis, self.keys, self.settings.retention_seconds)
+
+    # -- submit -----------------------------------------------------------------------
+
+    @_boundary
     def submit(self, sub: Submission) -> str:
-        """Create a run and enqueue it; returns its id."""
-        self._check(sub)
+        """Check a submission, create its run and enqueue it; returns the run id."""
+        fields = self.check(sub)
         run_id = new_run_id()
-        title = " ".join(sub.prompt.split())[:TITLE_CHARS]
-        fields = {
-            "queue": sub.queue,
-            "model": sub.model,
-            "max_steps": str(sub.max_steps),
-            "session": sub.session,
-            "title": title,
-        }
         first: list[Event] = [
             StatusEvent(status=Status.QUEUED, reason="submitted"),
             MessageEvent(role="user", content=sub.prompt),
         ]
         self.store.create(run_id, fields, first, sub.script, session=sub.session)
         # If this enqueue is lost, the sweeper finds a queued run that no queue holds.
-        queueing.enqueue(self.rq, run_id, sub.queue, self.settings.retention_seconds, title)
+        queueing.enqueue(
+            self.rq, run_id, fields["queue"], self.settings.retention_seconds, fields["title"]
+        )
         return run_id
 
-    def _check(self, sub: Submission) -> None:
-        if not sub.prompt.strip():
-            raise BadInput("the prompt is empty")
-        size = len(sub.prompt.encode())
-        if size > self.settings.max_prompt_bytes:
-            raise BadInput(
-                f"the prompt is {size} bytes; the limit is {self.settings.max_prompt_bytes} "
-                "(RUNNER_MAX_PROMPT_BYTES)"
-            )
-        check_model_spec(sub.model)
-        if sub.model == "scripted" and not sub.script:
+    def check(self, sub: Submission) -> dict[str, str]:
+        """The record fields of a valid submission; BadInput naming what is wrong."""
+        cfg = self.settings
+        check_text(sub.prompt, "the prompt", cfg.max_prompt_bytes)
+        model = cfg.model if sub.model is None else sub.model
+        check_model_spec(model)
+        queue = check_queue(cfg.queue if sub.queue is None else sub.queue)
+        max_steps = cfg.max_steps if sub.max_steps is None else sub.max_steps
+        if not 1 <= max_steps <= 100_000:
+            raise BadInput(f"max steps must be 1 to 100000, not {max_steps}")
+        if sub.script:
+            self._check_script(sub.script)
+        elif model == "scripted":
             raise BadInput("--model scripted needs --script FILE")
-        # Checked before the run is created: a bad name must leave no keys behind.
         if sub.session:
             check_session(sub.session)
+        return {
+            "queue": queue,
+            "model": model,
+            "max_steps": str(max_steps),
+            "session": sub.session,
+            "title": " ".join(sub.prompt.split())[:TITLE_CHARS],
+        }
 
+    def _check_script(self, script: str) -> None:
+        from runner.script import parse_script
+
+        limit = self.settings.max_script_bytes
+        try:
+            size = len(script.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise BadInput("bad script: it is not valid UTF-8") from None
+        if size > limit:
+            raise BadInput(f"script is over {limit} bytes (RUNNER_MAX_SCRIPT_BYTES)")
+        parse_script(script)
+
+    # -- read -------------------------------------------------------------------------
+
+    @_boundary
     def get(self, run_id: str) -> RunRecord:
         """The run's record (NoSuchRun if none)."""
         return self.store.get(check_run_id(run_id))
 
+    @_boundary
     def runs(self, status: Status | None = None, limit: int = 50) -> list[RunRecord]:
-        """Runs by last activity."""
+        """Runs by last activity, newest first."""
+        if not 1 <= limit <= 10_000:
+            raise BadInput(f"limit must be 1 to 10000, not {limit}")
         return self.store.list_runs(status, limit)
 
-    def transcript(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's messages, OpenAI-shaped."""
-        self.get(run_id)
-        return [to_openai(e) for e in self.store.events(run_id) if isinstance(e, MessageEvent)]
+    @_boundary
+    def transcript(self, run_id: str) -> list[MessageEvent]:
+        """The run's messages in order (``events.to_openai`` makes them OpenAI chat)."""
+        self.get(run_id)  # NoSuchRun rather than an empty transcript
+        return [e for e in self.store.events(run_id) if isinstance(e, MessageEvent)]
 
+    @_boundary
+    def workers_serving(self, queue: str) -> int:
+        """How many workers listen on ``queue``."""
+        return queueing.workers_serving(self.rq, check_queue(queue))
+
+    # -- steer ------------------------------------------------------------------------
+
+    @_boundary
     def cancel(self, run_id: str) -> Status:
-        """Cancel a run; returns the status it had."""
+        """Cancel a run; returns the status it had (a running one stops at a safe point).
+
+        BadInput if it has already ended.
+        """
         record = self.get(run_id)
         before = self.store.cancel(run_id)
         if before is Status.QUEUED:
             queueing.remove(self.rq, run_id, record.queue)
+        if before in TERMINAL:
+            raise BadInput(f"run {run_id} has already ended ({before.value})")
         return before
 
+    @_boundary
     def resume(self, run_id: str) -> Status:
-        """Requeue a suspended or waiting run; returns the status it had."""
+        """Requeue a suspended or waiting run; returns the status it had (BadInput if other)."""
         record = self.get(run_id)
         before = self.store.resume(run_id)
-        if before in (Status.SUSPENDED, Status.WAITING):
-            queueing.push_front(self.rq, run_id, record.queue, self.settings.retention_seconds)
+        if before not in PARKED:
+            raise BadInput(f"run {run_id} is {before.value}, not suspended or waiting")
+        queueing.push_front(self.rq, run_id, record.queue, self.settings.retention_seconds)
         return before
 
+    @_boundary
     def send(self, run_id: str, text: str) -> Status:
         """Queue a message for the run to take in before its next model call."""
+        check_run_id(run_id)
+        check_text(text, "the message", self.settings.max_prompt_bytes)
         self.get(run_id)
-        if not text.strip():
-            raise BadInput("the message is empty")
         status = self.store.send(run_id, text)
         if status in TERMINAL:
             raise BadInput(f"run {run_id} has ended ({status.value}); it takes no messages")
         return status
 
-    def workers_serving(self, queue: str) -> int:
-        """How many workers listen on ``queue``."""
-        return queueing.workers_serving(self.rq, queue)
+    @_boundary
+    def sweep(self) -> dict[str, list[str]]:
+        """Requeue runs whose worker died (expired lease), once, now."""
+        from workers.sweeper import sweep
+
+        report = sweep(self.store, self.rq, self.settings)
+        return {
+            "requeued": report.requeued,
+            "suspended": report.suspended,
+            "repushed": report.repushed,
+        }
+
+    # -- follow -----------------------------------------------------------------------
 
     def follow(
         self,
@@ -144,9 +253,13 @@ class Client:
         tail: int | None = None,
         on_retry: Callable[[BaseException], None] | None = None,
         block_ms: int = 5000,
+        after: str | None = None,
     ) -> Iterator[Event]:
-        """Replay the run's events, then yield new ones until it ends or parks."""
-        for batch in self.follow_batches(run_id, tail, on_retry, block_ms):
+        """Replay the run's events, then yield new ones until it ends or parks.
+
+        ``after`` (a stream id, as an SSE Last-Event-ID) starts after that event instead.
+        """
+        for batch in self.follow_batches(run_id, tail, on_retry, block_ms, after):
             yield from batch
 
     def follow_batches(
@@ -155,21 +268,38 @@ class Client:
         tail: int | None = None,
         on_retry: Callable[[BaseException], None] | None = None,
         block_ms: int = 5000,
+        after: str | None = None,
     ) -> Iterator[list[Event]]:
         """Like :meth:`follow`, in the batches the server returns them (cheaper to print).
 
         A lost connection is retried with backoff and resumes after the last event
         yielded: nothing is missed and nothing is yielded twice.
         """
+        check_run_id(run_id)
+        if after is not None and tail is not None:
+            raise BadInput("give a tail or a position to resume after, not both")
+        if after is not None and not STREAM_ID.fullmatch(after):
+            raise BadInput(f"not an event id: {after[:MAX_SHOWN]!r} (expected MS-SEQ)")
+        with server_errors():
+            yield from self._follow(run_id, tail, on_retry, block_ms, after)
+
+    def _follow(
+        self,
+        run_id: str,
+        tail: int | None,
+        on_retry: Callable[[BaseException], None] | None,
+        block_ms: int,
+        after: str | None,
+    ) -> Iterator[list[Event]]:
         self.get(run_id)
-        last = "0-0"
-        if tail is None:
-            batch = self.store.events(run_id)
-        else:
+        last = after or "0-0"
+        if tail is not None:
             # --tail 0 shows nothing old: it starts after the newest event.
             newest = self.store.tail(run_id, max(tail, 1))
             last = newest[-1].id if newest else last
             batch = newest if tail else []
+        else:
+            batch = self.store.events(run_id, after=last)
         while True:
             if batch:
                 last = batch[-1].id
@@ -187,10 +317,7 @@ class Client:
     def _ended(self, run_id: str, batch: list[Event]) -> bool:
         for event in reversed(batch):
             if isinstance(event, StatusEvent):
-                return event.status in TERMINAL or event.status in (
-                    Status.SUSPENDED,
-                    Status.WAITING,
-                )
+                return event.status in TERMINAL or event.status in PARKED
         if not batch:
             # Nothing new: the run may have ended before we attached (tail, or a race).
             return self._retrying(lambda: self.store.get(run_id)).status in TERMINAL

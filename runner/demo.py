@@ -17,10 +17,10 @@ from typing import Any
 
 from rich.console import Console
 
-from runner import render
+from runner.cli import render
 from runner.client import Client, Submission
 from runner.connection import redis_url
-from runner.events import MessageEvent, Status, StatusEvent
+from runner.events import MessageEvent, Status, StatusEvent, to_openai
 from runner.local import LocalWorker, child_env, log_dir, spawn_worker, stop_all, wait_serving
 from runner.settings import Settings
 
@@ -141,7 +141,7 @@ def _verdict(
     console: Console, client: Client, run_id: str, steps: list[dict[str, Any]], events: list[Any]
 ) -> int:
     record = client.get(run_id)
-    messages = client.transcript(run_id)
+    messages = [to_openai(m) for m in client.transcript(run_id)]
     said = [m["content"] for m in messages if m["role"] == "assistant"]
     expected = [s["content"] for s in steps]
     call_ids = [

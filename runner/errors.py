@@ -1,6 +1,6 @@
 """Every error runner raises on purpose.
 
-RunnerError                 base; the CLI prints ``Name: message`` and exits with ``exit_code``
+RunnerError                 base; the CLI prints one line ``error: message``, exits ``exit_code``
 ├── BadInput                exit 2: usage, malformed id, bad script, prompt too large
 │   └── NoSuchRun           exit 2: a well-formed id that names no run
 ├── ServerUnavailable       exit 1: Redis could not be reached (after retries)

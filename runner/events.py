@@ -82,7 +82,7 @@ class UsageEvent(_Event):
 
 
 # The one union of every event type, discriminated on ``type``. A new event type is one
-# model above plus its name here (and one renderer in render.py).
+# model above plus its name here (and one renderer in runner/cli/render.py).
 Event = Annotated[StatusEvent | MessageEvent | UsageEvent, Field(discriminator="type")]
 _adapter: TypeAdapter[Event] = TypeAdapter(Event)
 _ENVELOPE = frozenset({"v", "id", "ts", "epoch", "type"})

@@ -1,4 +1,18 @@
-"""Configuration: one pydantic-settings class read from ``RUNNER_*`` variables and ``.env``."""
+"""Configuration: one pydantic-settings class read from ``RUNNER_*`` variables and ``.env``.
+
+Every value is checked when it is read, so a bad one stops any command (worker included)
+with one line naming the variable, before anything connects. Times have floors below
+which runner cannot keep its promises:
+
+- ``RUNNER_LEASE_SECONDS`` >= 1: the heartbeat renews every third of the lease, so a
+  shorter lease expires on one slow round trip and a live attempt is taken for dead
+  (and, after a few such deaths, its run suspended as a crash loop).
+- ``RUNNER_SWEEP_SECONDS`` >= 0.1: below that the sweeper only spins.
+- ``RUNNER_SHUTDOWN_GRACE`` > 0, and it may be longer than the lease: the heartbeat
+  keeps renewing the lease through a handoff, so no ordering between them is required.
+- No time may be infinite or NaN; ``RUNNER_REDIS_URL``'s database is a number; the
+  queue and the model are never empty.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +20,17 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from runner.errors import BadInput
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+QUEUE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+PREFIX_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
+URL_SCHEMES = ("redis", "rediss", "unix")
 
 
 def _default_data_dir() -> Path:
@@ -25,22 +45,22 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis URL; unset means the embedded Valkey server"
     )
-    prefix: str = Field(default="runner", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
-    queue: str = Field(default="default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    model: str = "scripted"
+    prefix: str = Field(default="runner", pattern=PREFIX_PATTERN)
+    queue: str = Field(default="default", pattern=QUEUE_PATTERN)
+    model: str = Field(default="scripted", min_length=1)
     max_steps: int = Field(default=50, ge=1, le=100_000)
     max_prompt_bytes: int = Field(default=256 * 1024, ge=1)
     max_script_bytes: int = Field(default=1024 * 1024, ge=1)
-    lease_seconds: float = Field(default=15.0, gt=0)
-    sweep_seconds: float = Field(default=5.0, gt=0)
-    shutdown_grace: float = Field(default=20.0, gt=0)
+    lease_seconds: float = Field(default=15.0, ge=1.0, allow_inf_nan=False)
+    sweep_seconds: float = Field(default=5.0, ge=0.1, allow_inf_nan=False)
+    shutdown_grace: float = Field(default=20.0, gt=0, allow_inf_nan=False)
     max_dirty_restarts: int = Field(default=3, ge=0)
     workspace_root: Path = Field(default_factory=lambda: _default_data_dir() / "workspaces")
     data_dir: Path = Field(default_factory=_default_data_dir)
     retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
-    tool_timeout: float = Field(default=120.0, gt=0)
+    tool_timeout: float = Field(default=120.0, gt=0, allow_inf_nan=False)
     tool_output_bytes: int = Field(default=16 * 1024, ge=256)
-    reconnect_seconds: float = Field(default=300.0, gt=0)
+    reconnect_seconds: float = Field(default=300.0, gt=0, allow_inf_nan=False)
     tool_env: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
         description="comma-separated names of variables tools get besides the allowlist "
@@ -61,8 +81,50 @@ class Settings(BaseSettings):
                 raise ValueError(f"not a variable name: {bad[0][:40]!r}")
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value:
+            check_redis_url(value)
+        return value
+
+
+def check_redis_url(url: str) -> None:
+    """ValueError (never echoing the URL: it may hold a password) if it is not one."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ValueError(f"not a Redis URL ({exc})") from None
+    if parts.scheme not in URL_SCHEMES:
+        raise ValueError("not a Redis URL: it must start with redis://, rediss:// or unix://")
+    dbs = parse_qs(parts.query).get("db", [])
+    if parts.scheme != "unix" and parts.path.strip("/"):
+        dbs.append(parts.path.strip("/"))
+    for db in dbs:
+        if not db.isascii() or not db.isdigit():
+            raise ValueError("the database must be a number, as in redis://host:6379/0")
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return Settings()
+
+
+def load_settings() -> Settings:
+    """:func:`get_settings`, with a bad value as BadInput naming its variable."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        raise BadInput(f"bad configuration: {_describe(exc)}") from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """The first problem as ``RUNNER_NAME: what is wrong`` (the value itself is not echoed)."""
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    name = "RUNNER_" + "_".join(str(part) for part in first["loc"]).upper()
+    message = str(first["msg"]).removeprefix("Value error, ")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{name}: {message}{more}"

@@ -11,11 +11,11 @@ from collections.abc import Callable
 
 from rich.console import Console
 
-from runner import render
 from runner.bench.commits import Transcript
 from runner.bench.context import RUNNER, Bench
 from runner.bench.procs import LineReader, wait_proc
 from runner.bench.stats import Figure, Spread
+from runner.cli import render
 from runner.client import Client
 from runner.errors import BenchError
 from runner.events import MessageEvent

@@ -5,9 +5,13 @@ The server already holds a run, so "no key touched" covers another run's keys to
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import socket
 import subprocess
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,7 @@ import redis
 from runner.client import Client, Submission
 from runner.keys import Keys
 from runner.settings import Settings
-from tests.helpers import step_script, write_script
+from tests.helpers import RUNNER, step_script, write_script
 
 UNKNOWN_ID = "r0000000000deadbeef"  # well formed, names no run
 BAD_IDS = {
@@ -103,6 +107,8 @@ def _submit_cases(tmp_path: Path) -> dict[str, tuple[list[str], str | None, str]
         "bad-session": ([*scripted, str(good), "--session", "../x", "hi"], None, "session"),
         "unknown-model": (["--model", "nope", "hi"], None, "unknown model"),
         "usage-error": (["--max-steps", "0", "hi"], None, "--max-steps"),
+        "empty-queue": ([*scripted, str(good), "--queue", "", "hi"], None, "not a queue name: ''"),
+        "empty-model": (["--model", "", "hi"], None, "unknown model ''"),
     }
 
 
@@ -117,6 +123,8 @@ SUBMIT_CASES = [
     "bad-session",
     "unknown-model",
     "usage-error",
+    "empty-queue",
+    "empty-model",
 ]
 
 
@@ -164,16 +172,55 @@ def test_unreachable_server(cli: Any, env: dict[str, str], tmp_path: Path, args:
     [
         ("RUNNER_REDIS_URL", "nonsense", "RUNNER_REDIS_URL"),
         ("RUNNER_MAX_STEPS", "many", "bad configuration"),
+        ("RUNNER_LEASE_SECONDS", "0.0001", "RUNNER_LEASE_SECONDS: Input should be greater than"),
+        ("RUNNER_LEASE_SECONDS", "inf", "RUNNER_LEASE_SECONDS: Input should be a finite number"),
+        ("RUNNER_SWEEP_SECONDS", "0", "RUNNER_SWEEP_SECONDS: Input should be greater than"),
+        ("RUNNER_QUEUE", "", "RUNNER_QUEUE"),
+        ("RUNNER_MODEL", "", "RUNNER_MODEL"),
+        ("RUNNER_REDIS_URL", "{server}/abc", "RUNNER_REDIS_URL: the database must be a number"),
+        ("RUNNER_REDIS_URL", "{server}/0?db=x", "RUNNER_REDIS_URL: the database must be a number"),
     ],
-    ids=["url", "max-steps"],
+    ids=[
+        "url",
+        "max-steps",
+        "tiny-lease",
+        "infinite-lease",
+        "zero-sweep",
+        "empty-queue",
+        "empty-model",
+        "db-not-a-number",
+        "db-query-not-a-number",
+    ],
 )
 def test_bad_configuration(
-    cli: Any, seeded: redis.Redis, env: dict[str, str], name: str, value: str, phrase: str
+    cli: Any,
+    seeded: redis.Redis,
+    env: dict[str, str],
+    server: Any,
+    name: str,
+    value: str,
+    phrase: str,
 ) -> None:
+    """Every bad value stops the command at once: nothing falls back to a default."""
     before = snapshot(seeded)
+    value = value.replace("{server}", server.url.rsplit("/", 1)[0])
     done = cli("list", env={**env, name: value})
     assert_one_line_error(done, 2)
     assert phrase in done.stderr
+    assert snapshot(seeded) == before
+
+
+def test_bad_configuration_stops_a_worker_and_hides_the_password(
+    cli: Any, seeded: redis.Redis, env: dict[str, str]
+) -> None:
+    before = snapshot(seeded)
+    tiny = cli("worker", "--burst", env={**env, "RUNNER_LEASE_SECONDS": "0.0001"}, timeout=20)
+    assert_one_line_error(tiny, 2)
+    assert "RUNNER_LEASE_SECONDS" in tiny.stderr
+    url = "redis://:hunter2-secret@127.0.0.1:1/abc"
+    done = cli("list", env={**env, "RUNNER_REDIS_URL": url})
+    assert_one_line_error(done, 2)
+    assert "hunter2" not in done.stderr
     assert snapshot(seeded) == before
 
 
@@ -195,3 +242,145 @@ def test_bad_queue_or_worker_name_for_local_processes(cli: Any, command: str) ->
     assert_one_line_error(cli(command, "--queue", "a b", timeout=20), 2)
     if command == "worker":
         assert_one_line_error(cli(command, "--name", "x/../y", timeout=20), 2)
+
+
+# -- a server that accepts connections and never answers ----------------------------------
+
+
+@pytest.fixture
+def mute_server() -> Iterator[str]:
+    """A TCP server that accepts every connection and never sends a byte; yields its URL."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError, OSError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    stop.set()
+    thread.join(timeout=5)
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["list"],
+        ["submit", "--model", "scripted", "--script", "{script}", "hi"],
+        ["status", UNKNOWN_ID],
+        ["worker", "--burst"],
+    ],
+    ids=["list", "submit", "status", "worker"],
+)
+def test_mute_server_fails_within_seconds(
+    cli: Any, env: dict[str, str], tmp_path: Path, mute_server: str, args: list[str]
+) -> None:
+    script = write_script(tmp_path / "ok.json", step_script(1))
+    argv = [a.replace("{script}", str(script)) for a in args]
+    # The bound: the connection probe (5 s) plus interpreter start-up, with room to spare;
+    # before the probe, each of these hung for minutes.
+    done = cli(*argv, env={**env, "RUNNER_REDIS_URL": mute_server}, timeout=20)
+    assert_one_line_error(done, 1)
+    assert "cannot reach Redis" in done.stderr
+    assert "no answer within" in done.stderr
+
+
+# -- hostile bytes ------------------------------------------------------------------------
+
+
+def run_bytes(
+    env: dict[str, str], *args: str | bytes, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``runner ARGS`` with raw bytes allowed in the arguments and on stdin."""
+    done = subprocess.run(
+        [*RUNNER, *args], env=env, input=stdin, capture_output=True, timeout=60, check=False
+    )
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode()
+    )
+
+
+NOT_UTF8 = b"caf\xe9 \xff\xfe"
+
+
+def test_prompt_that_is_not_utf8_is_one_line(
+    seeded: redis.Redis, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Refused, never repaired: argv, stdin, -f FILE and send all say which byte."""
+    script = str(write_script(tmp_path / "ok.json", step_script(1)))
+    bad_file = tmp_path / "prompt.txt"
+    bad_file.write_bytes(NOT_UTF8)
+    run_id = json.loads(run_bytes(env, "list", "--json").stdout.splitlines()[0])["id"]
+    before = snapshot(seeded)
+    scripted = ["submit", "--model", "scripted", "--script", script]
+    cases = {
+        "argv": run_bytes(env, *scripted, NOT_UTF8),
+        "stdin": run_bytes(env, *scripted, "-", stdin=NOT_UTF8),
+        "file": run_bytes(env, *scripted, "-f", str(bad_file)),
+        "send": run_bytes(env, "send", run_id, NOT_UTF8),
+    }
+    for name, done in cases.items():
+        try:
+            assert_one_line_error(done, 2)
+            assert "not valid UTF-8 (byte 0xe9 at" in done.stderr
+        except AssertionError as exc:
+            raise AssertionError(f"{name}: {exc}") from exc
+    assert snapshot(seeded) == before
+
+
+ESC = "\x1b"
+CLIPBOARD = f"{ESC}]52;c;aGVsbG8=\x07"  # OSC 52: write the clipboard
+TITLE = f"{ESC}]0;pwned\x07"  # OSC 0: set the window title
+CLEAR = f"{ESC}[2J"  # clear the screen
+C1_CSI = "\x9b2J"  # the one-byte CSI of 8-bit terminals
+
+
+def test_control_characters_are_shown_escaped(
+    cli: Any, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Model text, tool output and titles reach a terminal escaped; --json keeps them."""
+    steps = [
+        {
+            "content": f"thinking {CLIPBOARD} {C1_CSI}",
+            "tool": "shell",
+            "args": {"command": "printf '\\033]0;pwned\\007 out \\033[2J\\tdone\\n'"},
+        },
+        {"content": f"All done.{CLEAR}"},
+    ]
+    script = write_script(tmp_path / "hostile.json", steps)
+    cli.worker("w1")
+    run_id = cli.submit("--model", "scripted", "--script", str(script), f"hello {TITLE} there")
+    followed = cli("follow", run_id)
+    assert followed.returncode == 0, followed.stderr
+    views = {
+        "follow": followed.stdout,
+        "list": cli("list").stdout,
+        "status": cli("status", run_id).stdout,
+        "transcript": cli("transcript", run_id).stdout,
+    }
+    for name, text in views.items():
+        assert ESC not in text and "\x9b" not in text and "\x07" not in text, (name, text)
+        assert "\\x1b]0;pwned\\x07" in text, (name, text)
+    for name in ("follow", "transcript"):
+        text = views[name]
+        assert "\\x1b]52;c;aGVsbG8=\\x07 \\x9b2J" in text, (name, text)
+        assert "All done.\\x1b[2J" in text, (name, text)
+        # The tab is kept (the terminal lays it out), the controls around it are not.
+        assert re.search(r"\\x1b\]0;pwned\\x07 out \\x1b\[2J\s+done", text), (name, text)
+    # --json is for programs: the text exactly as committed.
+    events = [json.loads(line) for line in cli("follow", run_id, "--json").stdout.splitlines()]
+    contents = [e["content"] for e in events if e["type"] == "message"]
+    assert contents[0] == f"hello {TITLE} there"
+    assert contents[1] == f"thinking {CLIPBOARD} {C1_CSI}"
+    assert contents[2].startswith(f"{TITLE} out {CLEAR}\tdone\n")
+    assert contents[3] == f"All done.{CLEAR}"

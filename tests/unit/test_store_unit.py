@@ -500,15 +500,15 @@ def test_guarded_prints_one_line_and_exits(exc: BaseException, code: int, text: 
 
 
 def test_guarded_keeps_the_command_name_and_help() -> None:
-    assert cli_module.status.name == "status"
-    assert "Show a run's status" in (cli_module.status.help or "")
+    assert cli_module.runs.status.name == "status"
+    assert "Show a run's status" in (cli_module.runs.status.help or "")
 
 
 def test_cli_rejects_a_bad_id_before_connecting(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_client(*_: Any) -> None:
         raise AssertionError("must not connect for a malformed id")
 
-    monkeypatch.setattr(cli_module, "Client", no_client)
+    monkeypatch.setattr("runner.cli.group.open_client", no_client)
     for command in ("status", "follow", "transcript", "cancel", "resume"):
         result = CliRunner().invoke(cli_module.cli, [command, "../x"])
         assert result.exit_code == 2, (command, result.output)

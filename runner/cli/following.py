@@ -7,7 +7,7 @@ import signal
 import click
 from rich.console import Console
 
-from runner import render
+from runner.cli import render
 from runner.client import Client
 from runner.events import Status, StatusEvent, to_json
 

@@ -1,0 +1,18 @@
+"""The ``runner`` command line: a front end over :class:`runner.client.Client`.
+
+- ``group``: the click group, the consoles, one-line errors, the entry point
+- ``runs``: submit, follow, status, list, transcript
+- ``steer``: cancel, resume, send
+- ``ops``: worker, sweep, dev, demo, bench
+- ``render``: human views of events and runs; ``following``: following a run
+
+Commands fetch through the client and print through ``render``; none of them touches
+Redis or RQ itself. Importing this package registers every command on ``cli``.
+"""
+
+from __future__ import annotations
+
+from runner.cli import ops, runs, steer
+from runner.cli.group import cli, guarded, main
+
+__all__ = ["cli", "guarded", "main", "ops", "runs", "steer"]

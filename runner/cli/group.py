@@ -1,0 +1,114 @@
+"""The ``runner`` group, its consoles and its error handling.
+
+Every error a command meets ends as one line on stderr, ``error: MESSAGE``, and the
+exit code of its RunnerError class (runner/errors.py); never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+import redis
+from rich.console import Console
+
+from runner.checks import check_queue
+from runner.cli.following import EXIT_DETACHED
+from runner.cli.render import visible
+from runner.client import Client, open_client
+from runner.connection import RQ_ERRORS, translate
+from runner.errors import BadInput, RunnerError
+from runner.keys import check_run_id
+from runner.settings import Settings, load_settings
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def say_error(message: str) -> None:
+    """The one error line: ``error: MESSAGE`` (its first line, control characters escaped)."""
+    first = message.splitlines()[0] if message.strip() else "unknown error"
+    click.echo(f"error: {visible(first)}", err=True)
+
+
+def fail(exc: BaseException, code: int) -> NoReturn:
+    """Print one line on stderr and exit."""
+    say_error(str(exc) or type(exc).__name__)
+    sys.exit(code)
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn runner's errors into one line and an exit code, never a traceback.
+
+    The client raises only RunnerErrors; the Redis and RQ errors caught here come from
+    the commands that drive a server themselves (dev, demo, bench, worker start-up).
+    """
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RunnerError as exc:
+            fail(exc, exc.exit_code)
+        except (redis.RedisError, *RQ_ERRORS) as exc:
+            wrapped = translate(exc)
+            fail(wrapped, wrapped.exit_code)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+def settings() -> Settings:
+    """The configuration (BadInput naming the variable if one is bad)."""
+    return load_settings()
+
+
+def client() -> Client:
+    """The client every command talks through."""
+    return open_client(settings())
+
+
+def run_id_arg(_: click.Context, __: click.Parameter, value: str) -> str:
+    try:
+        return check_run_id(value)
+    except BadInput as exc:
+        fail(exc, exc.exit_code)
+
+
+def queues_arg(_: click.Context, __: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    try:
+        return tuple(check_queue(queue) for queue in value)
+    except BadInput as exc:
+        fail(exc, exc.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="runner")
+def cli() -> None:
+    """Durable autonomous agent turns on Redis + RQ.
+
+    A turn runs on a worker, commits every step to Redis, survives worker restarts and
+    crashes, and can be followed live from anywhere. Configuration: RUNNER_* variables
+    or .env; RUNNER_REDIS_URL unset means an embedded server under ~/.local/share/runner.
+    Errors are one line on stderr, "error: MESSAGE".
+    """
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(EXIT_DETACHED)
+    except click.UsageError as exc:
+        # One line, like every other bad input; the full usage is one --help away.
+        where = exc.ctx.command_path if exc.ctx is not None else "runner"
+        say_error(f"{exc.format_message()} (see: {where} --help)")
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        say_error(exc.format_message())
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_DETACHED)

@@ -1,0 +1,190 @@
+"""Human rendering of events and runs (rich). Commands fetch; this module only prints.
+
+Events are drawn by a table keyed by event type: a new event type is one model in
+``runner.events`` and one renderer here. Text that comes from a model, a tool or a
+user (content, names, titles, reasons, errors) goes through :func:`visible` first, so
+control characters (``ESC ] 52`` clipboard writes, ``ESC ] 0`` titles, ``ESC [ 2J``)
+are shown escaped, never interpreted by the terminal. ``--json`` output is not touched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from runner.events import Event, MessageEvent, Status, StatusEvent, UsageEvent
+from runner.store import RunRecord
+
+TOOL_OUTPUT_LINES = 12
+TOOL_OUTPUT_CHARS = 1200
+ROLE_STYLE = {"user": "bold blue", "assistant": "bold green", "system": "dim", "tool": "magenta"}
+STATUS_STYLE = {
+    Status.QUEUED: "yellow",
+    Status.RUNNING: "cyan",
+    Status.WAITING: "magenta",
+    Status.SUSPENDED: "red",
+    Status.SUCCEEDED: "green",
+    Status.FAILED: "red",
+    Status.CANCELLED: "yellow",
+}
+DAMAGED = "DAMAGED"
+
+# C0 controls but newline and tab, DEL, C1 controls (0x9b is a CSI on some terminals),
+# lone surrogates, and the bidirectional overrides that reorder what is shown.
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+_NAMED = {"\r": "\\r", "\x1b": "\\x1b"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character written out (``\\x1b``); keeps \\n and \\t."""
+    return _UNSAFE.sub(_escape, text)
+
+
+def _trim(text: str) -> str:
+    text = text.rstrip("\n")
+    cut = "\n".join(text.splitlines()[:TOOL_OUTPUT_LINES])[:TOOL_OUTPUT_CHARS]
+    hidden = len(text) - len(cut)
+    return cut + (f"\n… ({hidden} more characters)" if hidden > 0 else "")
+
+
+def _time(ts: str) -> str:
+    return ts[11:19] if len(ts) >= 19 else ts
+
+
+def event(console: Console, ev: Event) -> None:
+    """Print one event for a human."""
+    console.print(event_text(ev))
+
+
+def events(console: Console, batch: Sequence[Event]) -> None:
+    """Print many events in one write: replaying a long transcript is mostly print calls."""
+    if batch:
+        console.print(Text("\n").join(event_text(ev) for ev in batch))
+
+
+def event_text(ev: Event) -> Text:
+    """One event as styled text (built directly, no markup to parse)."""
+    stamp = Text.assemble((_time(ev.ts), "dim"), " ")
+    return RENDERERS.get(ev.type, _unknown)(stamp, ev)
+
+
+def _status(stamp: Text, ev: StatusEvent) -> Text:
+    text = stamp
+    text.append(f"● {ev.status.value}", f"bold {STATUS_STYLE.get(ev.status, 'white')}")
+    text.append(f" on {visible(ev.worker)}" if ev.worker else "")
+    text.append(f" ({visible(ev.reason)})" if ev.reason else "")
+    text.append(f" attempt {ev.epoch}", "dim")
+    return text
+
+
+def _message(stamp: Text, ev: MessageEvent) -> Text:
+    if ev.role == "tool":
+        text = stamp
+        text.append(f"tool {visible(ev.name or '')}", "magenta")
+        text.append(" →\n")
+        text.append(_trim(visible(ev.content)), "dim")
+        return text
+    color = ROLE_STYLE[ev.role]
+    lines = []
+    if ev.content or not ev.tool_calls:
+        lines.append(Text.assemble((ev.role, color), f": {visible(ev.content)}"))
+    for call in ev.tool_calls or []:
+        args = visible(json.dumps(call.arguments, ensure_ascii=False))
+        name = visible(call.name)
+        lines.append(Text.assemble((ev.role, color), " calls ", (name, "magenta"), f" {args}"))
+    return Text("\n").join(stamp + line for line in lines)
+
+
+def _usage(stamp: Text, ev: UsageEvent) -> Text:
+    cost = f", ${ev.cost:.4f}" if ev.cost else ""
+    return stamp + Text(f"usage: {ev.input_tokens} in, {ev.output_tokens} out{cost}", "dim")
+
+
+def _unknown(stamp: Text, ev: Any) -> Text:
+    return stamp + Text(f"({visible(str(ev.type))} event)", "dim")
+
+
+# One renderer per event type, keyed by the type's ``type`` value.
+RENDERERS: dict[str, Callable[[Text, Any], Text]] = {
+    "status": _status,
+    "message": _message,
+    "usage": _usage,
+}
+
+
+def _when(ms: int) -> str:
+    if not ms:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _status_cell(r: RunRecord) -> Text:
+    if getattr(r, "damaged", ""):
+        return Text(DAMAGED, "bold red")
+    return Text(r.status.value, STATUS_STYLE.get(r.status, "white"))
+
+
+def runs(console: Console, records: list[RunRecord]) -> None:
+    """A table of runs; a damaged one says DAMAGED and what is wrong in place of its title."""
+    table = Table(box=None, pad_edge=False)
+    table.add_column("ID", no_wrap=True, min_width=19)
+    table.add_column("STATUS", no_wrap=True, min_width=9)
+    for col in ("STEPS", "QUEUE", "WORKER", "UPDATED UTC"):
+        table.add_column(col, no_wrap=True, overflow="ellipsis")
+    # The title takes what is left and gives way first on a narrow terminal.
+    table.add_column("TITLE", no_wrap=True, overflow="ellipsis", ratio=1, min_width=4)
+    for r in records:
+        damaged = str(getattr(r, "damaged", "") or "")
+        title = Text(visible(damaged), "red") if damaged else Text(visible(r.title))
+        table.add_row(
+            Text(visible(r.id)),
+            _status_cell(r),
+            str(r.steps),
+            Text(visible(r.queue)),
+            Text(visible(r.worker) or "-"),
+            _when(r.updated_ms)[5:],  # MM-DD HH:MM:SS: the year only costs width
+            title,
+        )
+    console.print(table)
+
+
+def run(console: Console, r: RunRecord) -> None:
+    """One run's record."""
+    status = _status_cell(r)
+    if r.reason:
+        status.append(f" ({visible(r.reason)})")
+    rows: list[tuple[str, Text | str]] = [
+        ("status", status),
+        ("attempt", str(r.epoch)),
+        ("steps", str(r.steps)),
+        ("queue", visible(r.queue)),
+        ("model", visible(r.model)),
+        ("worker", visible(r.worker) or "-"),
+        ("dirty restarts", str(r.dirty)),
+        ("created", _when(r.created_ms)),
+        ("updated", _when(r.updated_ms)),
+    ]
+    if damaged := str(getattr(r, "damaged", "") or ""):
+        rows.append(("damaged", Text(visible(damaged), "red")))
+    if r.session:
+        rows.append(("session", visible(r.session)))
+    if r.error:
+        rows.append(("error", visible(r.error)))
+    console.print(Text.assemble((visible(r.id), "bold"), "  ", visible(r.title)))
+    for key, value in rows:
+        console.print(Text.assemble(f"  {key:<15}", value))

@@ -1,0 +1,154 @@
+"""Commands that start and read runs: submit, follow, status, list, transcript."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from runner.checks import decode_text
+from runner.cli import render
+from runner.cli.following import follow_run
+from runner.cli.group import cli, client, err, guarded, out, run_id_arg
+from runner.client import Submission
+from runner.errors import BadInput
+from runner.events import Status, to_openai
+
+
+def _read_prompt(prompt: str | None, file: str | None, limit: int) -> str:
+    if file is not None and prompt is not None:
+        raise BadInput("give the prompt as an argument or with -f, not both")
+    if prompt == "-" or file == "-":
+        return decode_text(sys.stdin.buffer.read(limit + 1), "the prompt", limit)
+    if file is not None:
+        return _read_file(file, "prompt file", limit)
+    if prompt is None:
+        raise BadInput("no prompt: give it as an argument, with -f FILE, or - for stdin")
+    return prompt
+
+
+def _read_file(path: str, what: str, limit: int) -> str:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise BadInput(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    return decode_text(data, f"{what} {path}", limit)
+
+
+@cli.command()
+@click.argument("prompt", required=False)
+@click.option("-f", "--file", "file", metavar="FILE", help="Read the prompt from FILE (- = stdin).")
+@click.option("--model", help="Model spec: scripted, or openai:MODEL. [RUNNER_MODEL]")
+@click.option(
+    "--script",
+    "script_path",
+    metavar="FILE",
+    help="JSON script for --model scripted; stored with the run.",
+)
+@click.option("--session", default="", help="Group the run under a session name.")
+@click.option("--queue", help="RQ queue to run on. [RUNNER_QUEUE]")
+@click.option(
+    "--max-steps",
+    type=click.IntRange(1, 100_000),
+    help="Stop after this many model calls. [RUNNER_MAX_STEPS]",
+)
+@click.option("--follow", is_flag=True, help="Follow the run after submitting it.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"id": ...} as JSON.')
+@guarded
+def submit(
+    prompt: str | None,
+    file: str | None,
+    model: str | None,
+    script_path: str | None,
+    session: str,
+    queue: str | None,
+    max_steps: int | None,
+    follow: bool,
+    as_json: bool,
+) -> None:
+    """Submit a turn; prints its run id.
+
+    The prompt (argument, -f FILE or - for stdin) must be UTF-8: anything else is
+    refused, never repaired.
+    """
+    runner = client()
+    cfg = runner.settings
+    text = _read_prompt(prompt, file, cfg.max_prompt_bytes)
+    script = "" if script_path is None else _read_file(script_path, "script", cfg.max_script_bytes)
+    run_id = runner.submit(
+        Submission(
+            prompt=text,
+            model=model,
+            queue=queue,
+            max_steps=max_steps,
+            script=script,
+            session=session,
+        )
+    )
+    click.echo(json.dumps({"id": run_id}) if as_json else run_id)
+    if follow:
+        sys.exit(follow_run(runner, run_id, as_json, None, out, err))
+
+
+@cli.command()
+@click.argument("run_id", metavar="ID", callback=run_id_arg)
+@click.option("--json", "as_json", is_flag=True, help="Print events as JSON, one per line.")
+@click.option("--tail", type=click.IntRange(0), help="Start with only the last N events.")
+@guarded
+def follow(run_id: str, as_json: bool, tail: int | None) -> None:
+    """Replay a run's events, then follow it live until it ends.
+
+    Ctrl-C or SIGHUP detaches; the run goes on. Exit codes: 0 succeeded, 1 failed (or
+    damaged), 2 bad input, 3 cancelled, 4 suspended, 5 waiting, 130 detached.
+    """
+    sys.exit(follow_run(client(), run_id, as_json, tail, out, err))
+
+
+@cli.command()
+@click.argument("run_id", metavar="ID", callback=run_id_arg)
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
+@guarded
+def status(run_id: str, as_json: bool) -> None:
+    """Show a run's status."""
+    record = client().get(run_id)
+    if as_json:
+        click.echo(record.model_dump_json())
+    else:
+        render.run(out, record)
+
+
+@cli.command(name="list")
+@click.option(
+    "--status",
+    "status_",
+    type=click.Choice([s.value for s in Status]),
+    help="Only runs with this status.",
+)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per run.")
+@guarded
+def list_(status_: str | None, limit: int, as_json: bool) -> None:
+    """List runs, most recently active first (a damaged run shows as DAMAGED)."""
+    records = client().runs(Status(status_) if status_ else None, limit)
+    if as_json:
+        for record in records:
+            click.echo(record.model_dump_json())
+    elif records:
+        render.runs(out, records)
+    else:
+        err.print("no runs")
+
+
+@cli.command()
+@click.argument("run_id", metavar="ID", callback=run_id_arg)
+@click.option("--json", "as_json", is_flag=True, help="Print the OpenAI-shaped messages as JSON.")
+@guarded
+def transcript(run_id: str, as_json: bool) -> None:
+    """Print a run's transcript (its messages in order)."""
+    messages = client().transcript(run_id)
+    if as_json:
+        click.echo(json.dumps([to_openai(m) for m in messages], ensure_ascii=False, indent=2))
+    else:
+        render.events(out, messages)

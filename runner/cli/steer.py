@@ -1,0 +1,43 @@
+"""Commands that steer a run: cancel, resume, send."""
+
+from __future__ import annotations
+
+import click
+
+from runner.cli.group import cli, client, guarded, run_id_arg
+from runner.events import Status
+
+
+@cli.command()
+@click.argument("run_id", metavar="ID", callback=run_id_arg)
+@guarded
+def cancel(run_id: str) -> None:
+    """Cancel a run (a running one stops at its next safe point)."""
+    before = client().cancel(run_id)
+    if before is Status.RUNNING:
+        click.echo(f"cancel requested; {run_id} stops at its next safe point")
+    else:
+        click.echo(f"cancelled {run_id}")
+
+
+@cli.command()
+@click.argument("run_id", metavar="ID", callback=run_id_arg)
+@guarded
+def resume(run_id: str) -> None:
+    """Put a suspended (or waiting) run back in its queue."""
+    client().resume(run_id)
+    click.echo(f"resumed {run_id}; it is queued again")
+
+
+@cli.command()
+@click.argument("run_id", metavar="ID", callback=run_id_arg)
+@click.argument("message")
+@guarded
+def send(run_id: str, message: str) -> None:
+    """Send a message to a run.
+
+    The turn takes it in as a user message before its next model call. The message
+    must be UTF-8.
+    """
+    client().send(run_id, message)
+    click.echo(f"sent to {run_id}")
