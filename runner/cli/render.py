@@ -134,7 +134,7 @@ def _when(ms: int) -> str:
 
 
 def _status_cell(r: RunRecord) -> Text:
-    if getattr(r, "damaged", ""):
+    if r.damaged:
         return Text(DAMAGED, "bold red")
     return Text(r.status.value, STATUS_STYLE.get(r.status, "white"))
 
@@ -149,7 +149,7 @@ def runs(console: Console, records: list[RunRecord]) -> None:
     # The title takes what is left and gives way first on a narrow terminal.
     table.add_column("TITLE", no_wrap=True, overflow="ellipsis", ratio=1, min_width=4)
     for r in records:
-        damaged = str(getattr(r, "damaged", "") or "")
+        damaged = r.damaged
         title = Text(visible(damaged), "red") if damaged else Text(visible(r.title))
         table.add_row(
             Text(visible(r.id)),
@@ -179,7 +179,7 @@ def run(console: Console, r: RunRecord) -> None:
         ("created", _when(r.created_ms)),
         ("updated", _when(r.updated_ms)),
     ]
-    if damaged := str(getattr(r, "damaged", "") or ""):
+    if damaged := r.damaged:
         rows.append(("damaged", Text(visible(damaged), "red")))
     if r.session:
         rows.append(("session", visible(r.session)))

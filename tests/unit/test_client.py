@@ -61,13 +61,10 @@ def test_visible(raw: str, shown: str) -> None:
 
 
 def test_a_damaged_record_lists_as_damaged() -> None:
-    class Damaged(RunRecord):
-        damaged: str = ""
-
     sound = RunRecord(
         id="r0000000000deadbeef", status=Status.SUCCEEDED, epoch=1, queue="q", model="m"
     )
-    broken = Damaged(**{**sound.model_dump(), "id": "r0000000000deadbee0"}, damaged="no stream")
+    broken = sound.model_copy(update={"id": "r0000000000deadbee0", "damaged": "no stream"})
     buf = io.StringIO()
     render.runs(Console(file=buf, width=200, no_color=True), [sound, broken])
     lines = buf.getvalue().splitlines()
