@@ -30,11 +30,11 @@ from types import FrameType
 from typing import Any
 
 import redis
-from rq.exceptions import StopRequested
+from rq.exceptions import DequeueTimeout, StopRequested
 from rq.job import Job
 from rq.queue import Queue
 from rq.utils import as_text
-from rq.worker import Worker
+from rq.worker import Worker, WorkerStatus
 
 from runner import queueing
 from runner.errors import BadInput, UnsafeServer
@@ -51,6 +51,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 HANDOFF_SIGNAL = signal.SIGUSR1  # worker -> horse: hand the turn off
 PR_SET_PDEATHSIG = 1
 DEQUEUE_SLICE = 1  # seconds an idle worker blocks on its queues before it looks for a stop
+MAX_BACKOFF = 10.0  # seconds between tries to reach a server that is down
 
 
 class RunnerWorker(Worker):
@@ -98,19 +99,53 @@ class RunnerWorker(Worker):
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
-        """RQ's dequeue, in slices of DEQUEUE_SLICE seconds with a stop check between.
+        """RQ's dequeue loop, but in short waits with a stop check before each.
 
-        RQ's own loop blocks for up to ``timeout`` and never looks at a stop request.
+        RQ's own loop blocks for up to ``timeout``, retries an unreachable server with
+        back-off for ever, and never looks at a stop request.
         """
-        if timeout is None or max_idle_time is not None:  # burst, or RQ's own idle limit
-            self._stop_if_requested()
+        if max_idle_time is not None:  # not used by runner; RQ's loop handles it
             return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+            self.set_state(WorkerStatus.IDLE)  # the loop below rides out an outage
+        self.procline(f"Listening on {','.join(self.queue_names())}")  # type: ignore[no-untyped-call]
+        backoff = 1.0
         while True:
             self._stop_if_requested()
-            # RQ returns None once it has been idle for max_idle_time: one slice.
-            found = super().dequeue_job_and_maintain_ttl(DEQUEUE_SLICE, DEQUEUE_SLICE)
+            try:
+                self.heartbeat()
+                if self.should_run_maintenance_tasks:
+                    self.run_maintenance_tasks()
+                self._stop_if_requested()  # a sweep may have taken a while
+                found = self.queue_class.dequeue_any(
+                    self._ordered_queues,
+                    None if timeout is None else DEQUEUE_SLICE,
+                    connection=self.connection,
+                    job_class=self.job_class,
+                    serializer=self.serializer,
+                    death_penalty_class=self.death_penalty_class,
+                )
+            except DequeueTimeout:
+                continue
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning(
+                    "server unreachable; retrying", extra={"worker": self.name, "error": exc}
+                )
+                self._nap(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
             if found is not None:
-                return found
+                job, queue = found
+                self.reorder_queues(reference_queue=queue)
+                job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
+                log.info("dequeued", extra={"run": job.id, "worker": self.name})
+            return found  # None only in burst mode: the queues are empty
+
+    def _nap(self, seconds: float) -> None:
+        """Sleep, but no longer than until a stop is requested."""
+        until = time.monotonic() + seconds
+        while not self._stop_requested and time.monotonic() < until:
+            time.sleep(min(0.1, max(until - time.monotonic(), 0)))
 
     def _stop_if_requested(self) -> None:
         if self._stop_requested:

@@ -51,6 +51,7 @@ def test_a_stop_signal_mid_sweep_stops_an_idle_worker(cli, env, store: RunStore,
     lock_ms = int(float(FAST["RUNNER_SWEEP_SECONDS"]) * 900)
     lock = Keys().sweep_lock
     fresh = lock_ms - 60
+
     # The first sweep runs in RQ's outer loop, which checks for a stop; a later one runs
     # inside its dequeue loop, which does not: wait for the second.
     def started() -> bool:

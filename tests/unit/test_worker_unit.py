@@ -182,6 +182,26 @@ def test_stop_signal_during_a_sweep_is_not_lost(
     assert time.monotonic() - began < worker.settings.shutdown_grace
 
 
+def test_stop_signal_while_the_server_is_down(
+    worker: RunnerWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RQ's loop retries an unreachable server with back-off for ever, stop or no stop.
+    tries: list[float] = []
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        tries.append(time.monotonic())
+        if len(tries) == 2:
+            worker.request_stop(signal.SIGTERM, None)
+        raise redis.ConnectionError("Connection refused")
+
+    monkeypatch.setattr(worker, "heartbeat", down)
+    began = time.monotonic()
+    with pytest.raises(StopRequested):
+        worker.dequeue_job_and_maintain_ttl(30)
+    assert len(tries) == 2
+    assert time.monotonic() - began < worker.settings.shutdown_grace
+
+
 def test_stop_signal_while_reconciling_waits(
     worker: RunnerWorker, store: RunStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
