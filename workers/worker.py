@@ -285,7 +285,10 @@ def take_over_name(connection: redis.Redis, key: str, name: str) -> None:
     host, pid = fields.get("hostname", ""), int(fields.get("pid") or 0)
     if host != socket.gethostname() or _alive(pid):
         where = "on this host" if host == socket.gethostname() else f"on {host or 'another host'}"
-        raise BadInput(f"a worker named {name} is registered already ({where}, pid {pid})")
+        raise BadInput(
+            f"a worker named {name} is registered already ({where}, pid {pid}); "
+            "stop it or choose another --name"
+        )
     old = Worker.find_by_key(key, connection=connection)
     if old is not None:
         old.register_death()  # type: ignore[no-untyped-call]
