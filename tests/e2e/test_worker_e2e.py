@@ -145,3 +145,21 @@ def test_dev_stops_its_workers_when_its_output_pipe_is_gone(env) -> None:
         if dev.poll() is None:
             dev.kill()
             dev.wait()
+
+
+def test_dev_workers_die_with_dev(cli, env) -> None:
+    # However dev ends (here SIGKILL, which it cannot catch), its workers do not outlive it.
+    dev = cli.spawn("dev", "--workers", "2", log="dev.log")
+    client = redis.Redis.from_url(env["RUNNER_REDIS_URL"])
+    wait_for(lambda: len(client.smembers("rq:workers:default")) == 2, 30, what="2 workers")
+    assert len(worker_pids(dev.pid)) == 2
+    pid = dev.pid
+    dev.signal(signal.SIGKILL)
+    dev.wait(10)
+    try:
+        wait_for(lambda: not worker_pids(pid), GRACE + 3, what="no dev worker left")
+        # They got SIGTERM from the kernel: each stopped as on any stop, registration gone.
+        wait_for(lambda: not client.smembers("rq:workers:default"), 10, what="unregistered")
+    finally:
+        for orphan in worker_pids(pid):
+            os.kill(orphan, signal.SIGKILL)
