@@ -19,6 +19,7 @@ import redis
 from rich.console import Console
 
 from runner import queueing
+from runner.errors import UnsafeServer
 from runner.settings import Settings
 
 PR_SET_PDEATHSIG = 1
@@ -125,6 +126,7 @@ def dev(settings: Settings, n: int, queues: list[str], console: Console) -> int:
     env = child_env(url)
     logs = log_dir(settings.data_dir)
     say = _Say(console)
+    _check_server(settings, url, say)  # before workers that would refuse it, one by one
     say(f"server {public_url(url)}; {n} worker(s) on {', '.join(queues)}; logs in {logs}")
     stop = _until_signal()
     with open(logs / "dev.log", "ab") as log:
@@ -145,6 +147,22 @@ def dev(settings: Settings, n: int, queues: list[str], console: Console) -> int:
         stop_server(settings.data_dir)
         say("embedded server stopped (its data is kept)")
     return 0
+
+
+def _check_server(settings: Settings, url: str, say: _Say) -> None:
+    """Warn as a worker would; UnsafeServer where every worker would refuse to start."""
+    from runner.connection import connect
+    from runner.serverinfo import Severity, check_server
+
+    client = connect(settings, url=url)
+    try:
+        for finding in check_server(client):
+            if finding.severity is Severity.FATAL:
+                raise UnsafeServer(finding.message)
+            if finding.severity is Severity.WARN:
+                say(f"warning: {finding.message}")
+    finally:
+        client.close()
 
 
 def _supervise(

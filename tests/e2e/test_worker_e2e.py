@@ -163,3 +163,13 @@ def test_dev_workers_die_with_dev(cli, env) -> None:
     finally:
         for orphan in worker_pids(pid):
             os.kill(orphan, signal.SIGKILL)
+
+
+def test_dev_refuses_an_evicting_server_once(cli, server) -> None:
+    # Every worker would refuse it; dev says so once instead of respawning them for ever.
+    server.client().config_set("maxmemory-policy", "allkeys-lru")
+    done = cli("dev", "--workers", "2", timeout=30)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "maxmemory-policy is allkeys-lru" in done.stderr
+    assert not server.client().smembers("rq:workers")
