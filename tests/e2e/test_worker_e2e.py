@@ -25,7 +25,7 @@ from tests.helpers import RUNNER, step_script, wait_for, write_script
 pytestmark = pytest.mark.slow
 
 GRACE = float(FAST["RUNNER_SHUTDOWN_GRACE"])
-BACKLOG = 4000  # queued runs the sweeper reads on every sweep: a sweep takes a while
+BACKLOG = 2500  # queued runs the sweeper reads on every sweep: a sweep takes a while
 
 
 def park_backlog(store: RunStore, n: int) -> None:
