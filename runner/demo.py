@@ -21,7 +21,15 @@ from runner.cli import render
 from runner.client import Client, Submission
 from runner.connection import redis_url
 from runner.events import MessageEvent, Status, StatusEvent, to_openai
-from runner.local import LocalWorker, child_env, log_dir, spawn_worker, stop_all, wait_serving
+from runner.local import (
+    LocalWorker,
+    child_env,
+    log_dir,
+    public_url,
+    spawn_worker,
+    stop_all,
+    wait_serving,
+)
 from runner.settings import Settings
 
 SIGTERM_AFTER = 4  # assistant messages committed before the worker is stopped
@@ -79,7 +87,7 @@ def run(settings: Settings, console: Console) -> int:
     logs = log_dir(settings.data_dir)
     names = [f"demo-a-{suffix}", f"demo-b-{suffix}"]
     console.print(
-        f"[bold]runner demo[/bold]: server {url}, queue {queue}, "
+        f"[bold]runner demo[/bold]: server {public_url(url)}, queue {queue}, "
         f"workers {names[0]} and {names[1]} (logs in {logs})"
     )
     with open(logs / f"{queue}.log", "ab") as log:

@@ -5,6 +5,7 @@ RunnerError                 base; the CLI prints one line ``error: message``, ex
 │   └── NoSuchRun           exit 2: a well-formed id that names no run
 ├── ServerUnavailable       exit 1: Redis could not be reached (after retries)
 ├── EmbeddedServerError     exit 1: the embedded Valkey could not be started
+├── UnsafeServer            exit 2: a worker refuses a server configured to lose runs
 ├── CorruptEvent            exit 1: a stream entry that does not parse as an event
 ├── Damaged                 exit 1: a run whose record or stream is missing or unreadable
 ├── ModelError              the model provider failed (the run fails with its message)
@@ -41,6 +42,12 @@ class ServerUnavailable(RunnerError):
 
 class EmbeddedServerError(RunnerError):
     """The embedded Valkey server could not be started."""
+
+
+class UnsafeServer(RunnerError):
+    """The server is configured in a way that loses runs."""
+
+    exit_code = 2
 
 
 class CorruptEvent(RunnerError):

@@ -2,7 +2,10 @@
 
 Small overrides in the manner of RQ's ``HerokuWorker``:
 
-- SIGTERM, SIGHUP or SIGINT to the worker starts a handoff: the signal is forwarded to
+- SIGTERM, SIGHUP or SIGINT to the worker starts a handoff. The handler only records the
+  request and forwards it: it never raises, so no signal can cut a sweep or a requeue in
+  half, and none is lost either: an idle worker waits on its queues in short slices and
+  stops at the end of the slice (or of the sweep) it is in. The signal is forwarded to
   the work horse (which RQ puts in its own process group, so the horse sees the same
   thing whether one PID or the whole group was signalled); the turn stops at its next
   safe point, commits and goes back to the front of its queue. If the horse has not
@@ -10,6 +13,8 @@ Small overrides in the manner of RQ's ``HerokuWorker``:
 - After the horse exits, the worker reconciles the run: a horse that died mid-turn
   (OOM, ``crash``) is requeued at once rather than after its lease expires.
 - Maintenance runs every sweep interval, and each worker sweeps for dead leases.
+- A worker restarted under the name of one that was SIGKILLed on this host takes its RQ
+  registration over; a live worker of that name makes it refuse to start.
 """
 
 from __future__ import annotations
@@ -25,15 +30,17 @@ from types import FrameType
 from typing import Any
 
 import redis
-from rq.exceptions import StopRequested
+from rq.exceptions import DequeueTimeout, StopRequested
 from rq.job import Job
 from rq.queue import Queue
+from rq.utils import as_text
 from rq.worker import Worker, WorkerStatus
 
 from runner import queueing
-from runner.errors import BadInput
+from runner.errors import BadInput, UnsafeServer
 from runner.events import Status
 from runner.keys import Keys
+from runner.serverinfo import Severity, check_server
 from runner.settings import Settings
 from runner.store import RunStore
 from workers import sweeper
@@ -43,6 +50,8 @@ log = logging.getLogger("runner.worker")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 HANDOFF_SIGNAL = signal.SIGUSR1  # worker -> horse: hand the turn off
 PR_SET_PDEATHSIG = 1
+DEQUEUE_SLICE = 1  # seconds an idle worker blocks on its queues before it looks for a stop
+MAX_BACKOFF = 10.0  # seconds between tries to reach a server that is down
 
 
 class RunnerWorker(Worker):
@@ -51,7 +60,7 @@ class RunnerWorker(Worker):
     def __init__(self, queues: list[Queue], settings: Settings, store: RunStore, **kw: Any):
         super().__init__(
             queues,
-            # RQ blocks on the queue for worker_ttl - 15 s; keep that to one sweep interval.
+            # The TTL of RQ's worker key; an idle worker waits in DEQUEUE_SLICE slices.
             worker_ttl=int(settings.sweep_seconds) + 16,
             maintenance_interval=max(int(settings.sweep_seconds), 1),
             job_monitoring_interval=1,
@@ -63,7 +72,6 @@ class RunnerWorker(Worker):
         self._handoff_unsent = False  # a stop came before the horse existed to be told
         self._horse_killed = False
         self._horse_exit = ""
-        self._critical = False
         self._next_sweep = 0.0
 
     # -- signals in the worker ----------------------------------------------------------
@@ -73,18 +81,76 @@ class RunnerWorker(Worker):
             signal.signal(sig, self.request_stop)
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
-        """Start (or, on a second signal, hurry) a handoff. Only sets state and forwards."""
+        """Start (or, on a second signal, hurry) a handoff. Only sets state and forwards.
+
+        It never raises: wherever the worker is (a sweep, a requeue, a dequeue whose job is
+        already on its way), it gets to the end of it; the dequeue loop then stops.
+        """
         if self._handoff_at is None:
             self._handoff_at = time.monotonic()
-            self.log.info("Worker %s: %s: handing off", self.name, signal.Signals(signum).name)
+            log.info("handing off on %s", signal.Signals(signum).name, extra={"worker": self.name})
         self._stop_requested = True
         if self.horse_pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.horse_pid, HANDOFF_SIGNAL)
-        elif self.get_state() != WorkerStatus.BUSY and not self._critical:
-            raise StopRequested()
         else:
             self._handoff_unsent = True
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        """RQ's dequeue loop, but in short waits with a stop check before each.
+
+        RQ's own loop blocks for up to ``timeout``, retries an unreachable server with
+        back-off for ever, and never looks at a stop request.
+        """
+        if max_idle_time is not None:  # not used by runner; RQ's loop handles it
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+            self.set_state(WorkerStatus.IDLE)  # the loop below rides out an outage
+        self.procline(f"Listening on {','.join(self.queue_names())}")  # type: ignore[no-untyped-call]
+        backoff = 1.0
+        while True:
+            self._stop_if_requested()
+            try:
+                self.heartbeat()
+                if self.should_run_maintenance_tasks:
+                    self.run_maintenance_tasks()
+                self._stop_if_requested()  # a sweep may have taken a while
+                found = self.queue_class.dequeue_any(
+                    self._ordered_queues,
+                    None if timeout is None else DEQUEUE_SLICE,
+                    connection=self.connection,
+                    job_class=self.job_class,
+                    serializer=self.serializer,
+                    death_penalty_class=self.death_penalty_class,
+                )
+            except DequeueTimeout:
+                continue
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning(
+                    "server unreachable; retrying", extra={"worker": self.name, "error": exc}
+                )
+                self._nap(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            if found is not None:
+                job, queue = found
+                self.reorder_queues(reference_queue=queue)
+                job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
+                log.info("dequeued", extra={"run": job.id, "worker": self.name})
+            return found  # None only in burst mode: the queues are empty
+
+    def _nap(self, seconds: float) -> None:
+        """Sleep, but no longer than until a stop is requested."""
+        until = time.monotonic() + seconds
+        while not self._stop_requested and time.monotonic() < until:
+            time.sleep(min(0.1, max(until - time.monotonic(), 0)))
+
+    def _stop_if_requested(self) -> None:
+        if self._stop_requested:
+            log.info("stopping", extra={"worker": self.name})
+            raise StopRequested()
 
     # -- signals in the work horse ------------------------------------------------------
 
@@ -95,6 +161,13 @@ class RunnerWorker(Worker):
             signal.signal(sig, lambda *_: stop.request("handoff"))
         _die_with_parent()
 
+    # -- registration -------------------------------------------------------------------
+
+    def register_birth(self) -> None:
+        """RQ's registration, first taking over that of a dead worker of the same name."""
+        take_over_name(self.connection, self.key, self.name)
+        super().register_birth()  # type: ignore[no-untyped-call]
+
     # -- monitoring ---------------------------------------------------------------------
 
     def maintain_heartbeats(self, job: Job, execution: Any) -> None:
@@ -103,7 +176,7 @@ class RunnerWorker(Worker):
             super().maintain_heartbeats(job, execution)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             # Raising here would end the worker and, with it, the turn; ride out the outage.
-            self.log.warning("Worker %s: heartbeat skipped: %s", self.name, exc)
+            log.warning("heartbeat skipped", extra={"worker": self.name, "error": exc})
         if self._handoff_unsent and self.horse_pid:
             # The stop came between dequeue and fork: tell the turn now, or it would run on
             # to the deadline below and be killed as a dirty restart, its tool left running.
@@ -113,7 +186,7 @@ class RunnerWorker(Worker):
         deadline = self.settings.shutdown_grace + 0.5
         late = self._handoff_at is not None and time.monotonic() - self._handoff_at > deadline
         if late and self.horse_pid and not self._horse_killed:
-            self.log.warning("Worker %s: turn did not hand off in time; killing it", self.name)
+            log.warning("turn did not hand off in time; killing it", extra={"worker": self.name})
             self._horse_killed = True
             self.kill_horse(signal.SIGKILL)
         self._maybe_sweep()
@@ -128,18 +201,15 @@ class RunnerWorker(Worker):
             return
         self._next_sweep = time.monotonic() + self.settings.sweep_seconds
         lock_ms = max(int(self.settings.sweep_seconds * 900), 100)
-        self._critical = True  # a stop signal must not cut a requeue in half
         try:
             if not self.store.redis.set(self.store.keys.sweep_lock, self.name, nx=True, px=lock_ms):
                 return
             report = sweeper.sweep(self.store, self.connection, self.settings)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            self.log.warning("Worker %s: sweep skipped: %s", self.name, exc)
+            log.warning("sweep skipped", extra={"worker": self.name, "error": exc})
             return
-        finally:
-            self._critical = False
         for run_id in report.requeued + report.repushed:
-            self.log.info("Worker %s: swept %s back into its queue", self.name, run_id)
+            log.info("swept back into its queue", extra={"run": run_id, "worker": self.name})
 
     # -- after the horse ----------------------------------------------------------------
 
@@ -155,14 +225,13 @@ class RunnerWorker(Worker):
         """Run the turn in a horse, then make sure the run is not left behind."""
         self._horse_exit = ""
         super().execute_job(job, queue)
-        self._critical = True
         try:
             self._reconcile(job.id, queue.name)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             # The dead horse renews its lease no more, so a sweep requeues the run later.
-            self.log.warning("Worker %s: reconcile skipped: %s", self.name, exc)
-        finally:
-            self._critical = False
+            log.warning(
+                "reconcile skipped", extra={"run": job.id, "worker": self.name, "error": exc}
+            )
 
     def _reconcile(self, run_id: str, queue: str) -> None:
         try:
@@ -178,6 +247,11 @@ class RunnerWorker(Worker):
                 self.settings.max_dirty_restarts,
                 epoch=record.epoch,
                 lease_gone=False,
+            )
+            log.warning(
+                "turn process died; %s",
+                "requeued" if status is Status.QUEUED else f"run is {status}",
+                extra={"run": run_id, "epoch": record.epoch, "worker": self.name},
             )
             if status is Status.QUEUED:
                 queueing.push_front(self.connection, run_id, queue, retention)
@@ -198,27 +272,54 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
+def take_over_name(connection: redis.Redis, key: str, name: str) -> None:
+    """Clear the registration of a dead worker named ``name``; BadInput if it may live.
+
+    RQ refuses a name whose worker key has no death date. A worker SIGKILLed on this host
+    left such a key (it expires only after its TTL); if its process is gone, this worker
+    registers its death for it, as the dead one would have.
+    """
+    if not connection.exists(key) or connection.hexists(key, "death"):
+        return
+    fields = {as_text(k): as_text(v) for k, v in connection.hgetall(key).items()}
+    host, pid = fields.get("hostname", ""), int(fields.get("pid") or 0)
+    if host != socket.gethostname() or _alive(pid):
+        where = "on this host" if host == socket.gethostname() else f"on {host or 'another host'}"
+        raise BadInput(
+            f"a worker named {name} is registered already ({where}, pid {pid}); "
+            "stop it or choose another --name"
+        )
+    old = Worker.find_by_key(key, connection=connection)
+    if old is not None:
+        old.register_death()  # type: ignore[no-untyped-call]
+    log.warning("took over the name of a dead worker (pid %d)", pid, extra={"worker": name})
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process other than this one (a container reuses PIDs)."""
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def default_name() -> str:
     """``host.pid``: readable in follow output and unique on one host."""
     return f"{socket.gethostname()}.{os.getpid()}"
 
 
-def check_server(client: redis.Redis) -> list[str]:
-    """Warnings about a server that can lose runs: evicting keys, or not persisting."""
-    warnings = []
-    try:
-        policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "")
-        aof = client.config_get("appendonly").get("appendonly", "no")
-        save = client.config_get("save").get("save", "")
-    except redis.ResponseError:
-        return ["cannot read the server's configuration (CONFIG GET refused); check it yourself"]
-    if policy and policy != "noeviction":
-        warnings.append(
-            f"maxmemory-policy is {policy}: the server may evict run keys; use noeviction"
-        )
-    if aof != "yes" and not save:
-        warnings.append("persistence is off (no AOF, no RDB): a server restart loses every run")
-    return warnings
+def refuse_unsafe_server(client: redis.Redis) -> None:
+    """Log each warning about the server; UnsafeServer on a fatal one."""
+    for finding in check_server(client):
+        if finding.severity is Severity.FATAL:
+            raise UnsafeServer(finding.message)
+        if finding.severity is Severity.WARN:
+            log.warning(finding.message)
 
 
 def main(queues: list[str], name: str | None, burst: bool, settings: Settings) -> int:
@@ -232,8 +333,7 @@ def main(queues: list[str], name: str | None, burst: bool, settings: Settings) -
     url = redis_url(settings)
     store = RunStore(connect(settings, url=url), Keys(settings.prefix), settings.retention_seconds)
     rq_conn = connect(settings, url=url, decode=False)
-    for warning in check_server(store.redis):
-        log.warning(warning)
+    refuse_unsafe_server(store.redis)
     worker = RunnerWorker(
         [Queue(q, connection=rq_conn) for q in queues],
         settings,

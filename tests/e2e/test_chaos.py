@@ -19,6 +19,7 @@ import redis
 from runner import queueing
 from runner.events import MessageEvent, Status, StatusEvent
 from runner.keys import new_run_id
+from runner.serverinfo import Severity, check_server, problems
 from runner.store import RunStore
 from tests.chaoslib import (
     recovery_seconds,
@@ -29,7 +30,6 @@ from tests.chaoslib import (
 )
 from tests.conftest import FAST
 from tests.helpers import horse_pids, step_script, wait_for, write_script
-from workers.worker import check_server
 
 pytestmark = pytest.mark.slow
 
@@ -241,16 +241,22 @@ def test_server_sigkill_and_restart_mid_turn(
 
 def test_worker_warns_about_an_unsafe_server(cli, server, store: RunStore) -> None:
     admin = server.client()
-    assert check_server(admin) == []  # the fixture's server: noeviction, AOF on
+    assert problems(check_server(admin)) == []  # the fixture's server: noeviction, AOF on
     admin.config_set("maxmemory-policy", "allkeys-lru")
     admin.config_set("appendonly", "no")
     admin.config_set("save", "")
-    warned = check_server(admin)
-    assert len(warned) == 2, warned
+    assert [f.severity for f in problems(check_server(admin))] == [Severity.FATAL, Severity.WARN]
 
+    refused = cli("worker", "--name", "w0", timeout=30)  # keys may vanish: refused
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.count("\n") == 1, refused.stderr
+    assert "maxmemory-policy is allkeys-lru" in refused.stderr, refused.stderr
+    assert not admin.exists("rq:worker:w0")
+
+    admin.config_set("maxmemory-policy", "volatile-lru")  # only keys with a TTL: warned
     w1 = cli.worker("w1")
     log = w1.output()
-    assert "maxmemory-policy is allkeys-lru: the server may evict run keys" in log, log
+    assert "maxmemory-policy is volatile-lru: keys with a TTL may be evicted" in log, log
     assert "persistence is off" in log, log
 
 

@@ -19,17 +19,25 @@ import pytest
 import redis
 from rq.exceptions import StopRequested
 from rq.queue import Queue
-from rq.worker import Worker, WorkerStatus
+from rq.worker import Worker
 
 from runner import queueing
+from runner.errors import BadInput, UnsafeServer
 from runner.events import MessageEvent, Status, StatusEvent
 from runner.keys import Keys, new_run_id
+from runner.serverinfo import Severity, check_server, problems
 from runner.settings import Settings
 from runner.store import RunStore
 from workers import sweeper
 from workers.lease import Lease
 from workers.stop import Stop
-from workers.worker import HANDOFF_SIGNAL, RunnerWorker, check_server, default_name
+from workers.worker import (
+    HANDOFF_SIGNAL,
+    RunnerWorker,
+    default_name,
+    refuse_unsafe_server,
+    take_over_name,
+)
 
 # -- fixtures ------------------------------------------------------------------------------
 
@@ -96,47 +104,119 @@ class ConfigStub:
 
 def test_check_server_is_quiet_for_a_safe_server() -> None:
     safe = ConfigStub(maxmemory_policy="noeviction", appendonly="yes", save="")
-    assert check_server(safe) == []  # type: ignore[arg-type]
+    assert problems(check_server(safe)) == []
+    assert {f.severity for f in check_server(safe)} == {Severity.OK}
     rdb_only = ConfigStub(maxmemory_policy="noeviction", appendonly="no", save="3600 1")
-    assert check_server(rdb_only) == []  # type: ignore[arg-type]
+    assert problems(check_server(rdb_only)) == []
 
 
-@pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-ttl", "allkeys-random"])
-def test_check_server_warns_about_eviction(policy: str) -> None:
+@pytest.mark.parametrize("policy", ["allkeys-lru", "allkeys-lfu", "allkeys-random"])
+def test_check_server_refuses_an_allkeys_policy(policy: str) -> None:
     stub = ConfigStub(maxmemory_policy=policy, appendonly="yes", save="")
-    assert check_server(stub) == [  # type: ignore[arg-type]
-        f"maxmemory-policy is {policy}: the server may evict run keys; use noeviction"
-    ]
+    (finding,) = problems(check_server(stub))
+    assert finding.severity is Severity.FATAL
+    assert finding.message.startswith(f"maxmemory-policy is {policy}: ")
+    assert "noeviction" in finding.message
+    with pytest.raises(UnsafeServer, match="maxmemory-policy") as refused:
+        refuse_unsafe_server(stub)  # type: ignore[arg-type]
+    assert refused.value.exit_code == 2
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("policy", ["volatile-lru", "volatile-ttl", "volatile-random"])
+def test_check_server_warns_about_a_volatile_policy(
+    policy: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub = ConfigStub(maxmemory_policy=policy, appendonly="yes", save="")
+    (finding,) = problems(check_server(stub))
+    assert finding.severity is Severity.WARN
+    assert finding.message.startswith(f"maxmemory-policy is {policy}: keys with a TTL")
+    assert "retention" in finding.message  # what it risks: ended runs' keys
+    with caplog.at_level(logging.WARNING):
+        refuse_unsafe_server(stub)  # type: ignore[arg-type]
+    assert f"maxmemory-policy is {policy}" in caplog.text
 
 
 def test_check_server_warns_when_nothing_persists() -> None:
     stub = ConfigStub(maxmemory_policy="noeviction", appendonly="no", save="")
-    (warning,) = check_server(stub)  # type: ignore[arg-type]
-    assert warning.startswith("persistence is off")
+    (warning,) = problems(check_server(stub))
+    assert warning.severity is Severity.WARN
+    assert warning.message.startswith("persistence is off")
 
 
 def test_check_server_when_config_is_refused(store: RunStore) -> None:
     # fakeredis, like a managed Redis that renames CONFIG, refuses CONFIG GET.
     (warning,) = check_server(store.redis)
-    assert "cannot read the server's configuration" in warning
+    assert warning.severity is Severity.WARN
+    assert "cannot read the server's configuration" in warning.message
 
 
 # -- signals in the worker -----------------------------------------------------------------
 
 
 def test_stop_signal_when_idle_stops_the_worker(worker: RunnerWorker) -> None:
-    worker.set_state(WorkerStatus.IDLE)
-    with pytest.raises(StopRequested):
-        worker.request_stop(signal.SIGTERM, None)
+    worker.request_stop(signal.SIGTERM, None)  # only sets state: it never raises
     assert worker._stop_requested
     assert worker._handoff_at is not None
+    with pytest.raises(StopRequested):
+        worker.dequeue_job_and_maintain_ttl(30)  # the dequeue loop stops before it blocks
 
 
-def test_stop_signal_while_reconciling_waits(worker: RunnerWorker) -> None:
-    worker.set_state(WorkerStatus.IDLE)
-    worker._critical = True
-    worker.request_stop(signal.SIGHUP, None)  # no StopRequested: it would cut a requeue
+def test_stop_signal_during_a_sweep_is_not_lost(
+    worker: RunnerWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 10.7: a signal that landed mid-sweep was ignored and the idle worker looped on.
+    swept: list[str] = []
+
+    def sweep(*args: Any) -> sweeper.SweepReport:
+        swept.append("started")
+        worker.request_stop(signal.SIGHUP, None)  # no StopRequested: the sweep goes on
+        swept.append("finished")
+        return sweeper.SweepReport()
+
+    monkeypatch.setattr(sweeper, "sweep", sweep)
+    began = time.monotonic()
+    with pytest.raises(StopRequested):
+        worker.dequeue_job_and_maintain_ttl(30)  # idle: RQ's loop would block 30 s, forever
+    assert swept == ["started", "finished"]
+    assert time.monotonic() - began < worker.settings.shutdown_grace
+
+
+def test_stop_signal_while_the_server_is_down(
+    worker: RunnerWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RQ's loop retries an unreachable server with back-off for ever, stop or no stop.
+    tries: list[float] = []
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        tries.append(time.monotonic())
+        if len(tries) == 2:
+            worker.request_stop(signal.SIGTERM, None)
+        raise redis.ConnectionError("Connection refused")
+
+    monkeypatch.setattr(worker, "heartbeat", down)
+    began = time.monotonic()
+    with pytest.raises(StopRequested):
+        worker.dequeue_job_and_maintain_ttl(30)
+    assert len(tries) == 2
+    assert time.monotonic() - began < worker.settings.shutdown_grace
+
+
+def test_stop_signal_while_reconciling_waits(
+    worker: RunnerWorker, store: RunStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = new_run(store, worker="w1")
+    requeue = store.requeue_dead
+
+    def signalled_requeue(*args: Any, **kwargs: Any) -> Status | None:
+        worker.request_stop(signal.SIGHUP, None)  # no StopRequested: it would cut a requeue
+        return requeue(*args, **kwargs)
+
+    monkeypatch.setattr(store, "requeue_dead", signalled_requeue)
+    worker._reconcile(run_id, "default")
     assert worker._stop_requested
+    assert store.get(run_id).status is Status.QUEUED
+    assert queueing.in_queue(worker.connection, run_id, "default")
 
 
 def test_stop_signal_is_forwarded_to_the_horse(
@@ -162,6 +242,55 @@ def test_stop_signal_after_the_horse_is_gone(
     worker._horse_pid = 4242
     worker.request_stop(signal.SIGTERM, None)  # no error
     assert worker._stop_requested
+
+
+# -- registration under a name -------------------------------------------------------------
+
+
+def dead_pid() -> int:
+    """The PID of a process that has exited (and been reaped)."""
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)
+    return child
+
+
+def registered(rq_conn: redis.Redis, name: str, host: str, pid: int) -> RunnerWorker:
+    """A worker of ``name`` registered as if it ran on ``host`` as ``pid`` and was SIGKILLed."""
+    settings = Settings(redis_url="redis://unused:1/0", _env_file=None)  # type: ignore[call-arg]
+    store = RunStore(rq_conn, Keys("runner"))
+    queues = [Queue("default", connection=rq_conn)]
+    old = RunnerWorker(queues, settings, store, connection=rq_conn, name=name)
+    old.register_birth()
+    rq_conn.hset(old.key, mapping={"hostname": host, "pid": pid})
+    return old
+
+
+def test_a_dead_workers_name_is_taken_over(rq_conn: redis.Redis) -> None:
+    old = registered(rq_conn, "w9", socket.gethostname(), dead_pid())
+    assert queueing.workers_serving(rq_conn, "default") == 1
+    take_over_name(rq_conn, old.key, "w9")
+    assert rq_conn.hexists(old.key, "death")  # its death registered for it, as RQ would
+    assert queueing.workers_serving(rq_conn, "default") == 0
+    take_over_name(rq_conn, old.key, "w9")  # nothing left to do
+
+
+def test_a_restart_under_the_same_pid_takes_over(rq_conn: redis.Redis) -> None:
+    old = registered(rq_conn, "w9", socket.gethostname(), os.getpid())  # a container's PID 1
+    take_over_name(rq_conn, old.key, "w9")
+    assert rq_conn.hexists(old.key, "death")
+
+
+@pytest.mark.parametrize(
+    ("host", "pid"), [(socket.gethostname(), os.getppid()), ("elsewhere", 4242)]
+)
+def test_a_live_or_remote_worker_keeps_its_name(rq_conn: redis.Redis, host: str, pid: int) -> None:
+    old = registered(rq_conn, "w9", host, pid)
+    with pytest.raises(BadInput, match="a worker named w9 is registered already") as refused:
+        take_over_name(rq_conn, old.key, "w9")
+    assert refused.value.exit_code == 2
+    assert not rq_conn.hexists(old.key, "death")
 
 
 # -- monitoring ----------------------------------------------------------------------------
@@ -206,7 +335,9 @@ def test_reconcile_survives_a_lost_server(
     with caplog.at_level(logging.WARNING):
         worker.execute_job(job, Queue("default", connection=worker.connection))  # type: ignore[arg-type]
     assert "reconcile skipped" in caplog.text
-    assert not worker._critical
+    worker.request_stop(signal.SIGTERM, None)  # and it still stops when asked
+    with pytest.raises(StopRequested):
+        worker.dequeue_job_and_maintain_ttl(30)
 
 
 # -- after the horse -----------------------------------------------------------------------
