@@ -34,6 +34,9 @@ def status(value: Status, reason: str = "") -> StatusEvent:
     return StatusEvent(status=value, reason=reason or None)
 
 
+USAGE = UsageEvent(input_tokens=1, output_tokens=2)
+
+
 def with_ids(events: list[Event]) -> list[Event]:
     return [e.model_copy(update={"id": f"{i + 1}-0"}) for i, e in enumerate(events)]
 
@@ -47,7 +50,7 @@ CASES: list[tuple[str, list[Event], dict[str, Any]]] = [
     ),
     (
         "a call with its result",
-        [user("hi"), assistant("look", "a"), tool("a"), UsageEvent(input_tokens=1, output_tokens=2)],
+        [user("hi"), assistant("look", "a"), tool("a"), USAGE],
         {"steps": 1, "pending": [], "roles": ["user", "assistant", "tool"], "reason": ""},
     ),
     (
