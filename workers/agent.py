@@ -218,4 +218,3 @@ class Turn:
     def _past_deadline(self) -> bool:
         """A stop was requested and the time left for in-flight work is spent."""
         return self.stop.time_left() == 0.0
-

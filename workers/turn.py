@@ -124,7 +124,5 @@ def _attempt(
     except BadInput as exc:
         return Outcome(Status.FAILED, "bad model", str(exc))
     workspace.mkdir(parents=True, exist_ok=True)
-    turn = Turn(
-        store, record.id, epoch, model, stop, settings, record.max_steps, workspace, worker
-    )
+    turn = Turn(store, record.id, epoch, model, stop, settings, record.max_steps, workspace, worker)
     return turn.run()
