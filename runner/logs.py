@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-FIELDS = ("run", "epoch", "worker", "error")
+FIELDS = ("run", "epoch", "worker", "status", "reason", "tool", "error")
 
 
 class FieldsFormatter(logging.Formatter):

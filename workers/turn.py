@@ -92,10 +92,15 @@ def _end(
     finishing = outage.retrying(
         settings.reconnect_seconds, log, fields, give_up=lambda: stop.time_left() == 0.0
     )
+
+    def write() -> None:
+        try:
+            store.finish(run_id, epoch, status, worker, outcome.reason, outcome.error)
+        except redis.exceptions.OutOfMemoryError:
+            store.finish(run_id, epoch, status, worker, outcome.reason, outcome.error, True)
+
     try:
-        finishing(
-            lambda: store.finish(run_id, epoch, status, worker, outcome.reason, outcome.error)
-        )
+        finishing(write)
     except StaleEpoch:
         log.warning("fenced before the attempt could end", extra=fields)
         return None

@@ -28,15 +28,17 @@ import redis
 from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.queue import Queue
-from rq.worker import Worker, WorkerStatus
+from rq.worker import WorkerStatus
 
 from runner import queueing
 from runner.errors import BadInput
 from runner.events import Status
 from runner.keys import Keys
+from runner.outage import is_outage
 from runner.settings import Settings
 from runner.store import RunStore
 from workers import sweeper
+from workers.outages import OutageTolerantWorker
 from workers.turn import current_stop
 
 log = logging.getLogger("runner.worker")
@@ -45,7 +47,7 @@ HANDOFF_SIGNAL = signal.SIGUSR1  # worker -> horse: hand the turn off
 PR_SET_PDEATHSIG = 1
 
 
-class RunnerWorker(Worker):
+class RunnerWorker(OutageTolerantWorker):
     """An RQ worker whose turns survive the worker being stopped or killed."""
 
     def __init__(self, queues: list[Queue], settings: Settings, store: RunStore, **kw: Any):
@@ -101,9 +103,11 @@ class RunnerWorker(Worker):
         """Every second while a turn runs: RQ's heartbeats, the grace deadline, the sweep."""
         try:
             super().maintain_heartbeats(job, execution)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:
+            if not is_outage(exc):
+                raise
             # Raising here would end the worker and, with it, the turn; ride out the outage.
-            self.log.warning("Worker %s: heartbeat skipped: %s", self.name, exc)
+            self.skipped("heartbeat", exc)
         if self._handoff_unsent and self.horse_pid:
             # The stop came between dequeue and fork: tell the turn now, or it would run on
             # to the deadline below and be killed as a dirty restart, its tool left running.
@@ -120,7 +124,7 @@ class RunnerWorker(Worker):
 
     def run_maintenance_tasks(self) -> None:
         """RQ's registry cleaning, then our sweep."""
-        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+        super().run_maintenance_tasks()
         self._maybe_sweep()
 
     def _maybe_sweep(self) -> None:
@@ -133,8 +137,10 @@ class RunnerWorker(Worker):
             if not self.store.redis.set(self.store.keys.sweep_lock, self.name, nx=True, px=lock_ms):
                 return
             report = sweeper.sweep(self.store, self.connection, self.settings)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            self.log.warning("Worker %s: sweep skipped: %s", self.name, exc)
+        except redis.RedisError as exc:
+            if not is_outage(exc):
+                raise
+            self.skipped("sweep", exc)
             return
         finally:
             self._critical = False
@@ -158,9 +164,11 @@ class RunnerWorker(Worker):
         self._critical = True
         try:
             self._reconcile(job.id, queue.name)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:
+            if not is_outage(exc):
+                raise
             # The dead horse renews its lease no more, so a sweep requeues the run later.
-            self.log.warning("Worker %s: reconcile skipped: %s", self.name, exc)
+            self.skipped("reconcile", exc, job.id)
         finally:
             self._critical = False
 
