@@ -9,6 +9,8 @@ agent's commits, the claim and the end of an attempt, and the inbox drain.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -67,31 +69,48 @@ def retrying(
     budget: float,
     log: logging.Logger,
     fields: dict[str, Any],
-    give_up: Callable[[], bool] | None = None,
+    time_left: Callable[[], float | None] | None = None,
+    wake: threading.Event | None = None,
     max_wait: float = 5.0,
 ) -> Retrying:
     """A retry policy for one kind of write: back off while the server refuses.
 
-    Retries outage errors (and only those) for up to ``budget`` seconds, or until
-    ``give_up()`` says to stop (a handoff past its deadline); then the last error is
-    raised. Each wait is logged plainly (``server out of memory; retrying in 0.4 s``)
-    with ``fields`` (run, epoch, worker) as structured extras. Build it once and call it
-    for every write: it is on a turn's hot path.
+    Retries outage errors (and only those) for up to ``budget`` seconds; then the last
+    error is raised. ``time_left()`` is what is left of a stop's deadline (None while no
+    stop is requested, as ``Stop.time_left``): no wait runs past it, and at 0 the policy
+    gives up. ``wake`` (a stop request's event) cuts a wait short when it is set. Each
+    wait is logged plainly (``server out of memory; retrying in 0.4 s``) with ``fields``
+    (run, epoch, worker) as structured extras. Build it once and call it for every
+    write: it is on a turn's hot path.
     """
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
-        delay = state.upcoming_sleep
         what = describe(exc) if exc is not None else "server refuses writes"
+        delay = state.upcoming_sleep
         log.warning(f"{what}; retrying in {delay:.1f} s", extra={**fields, "error": str(exc)})
 
+    backoff = wait_exponential(multiplier=0.2, max=max_wait)
+
+    def wait(state: RetryCallState) -> float:
+        left = time_left() if time_left is not None else None
+        step = float(backoff(state))
+        return step if left is None else min(step, left)
+
+    def sleep(seconds: float) -> None:
+        if wake is not None and not wake.is_set():
+            wake.wait(seconds)  # a stop request ends the wait: the deadline applies now
+        else:
+            time.sleep(seconds)
+
     stop: stop_base = stop_after_delay(budget)
-    if give_up is not None:
-        stop = stop | _When(give_up)
+    if time_left is not None:
+        stop = stop | _When(lambda: time_left() == 0.0)
     return Retrying(
         retry=retry_if_exception(is_outage),
-        wait=wait_exponential(multiplier=0.2, max=max_wait),
+        wait=wait,
         stop=stop,
+        sleep=sleep,
         before_sleep=before_sleep,
         reraise=True,
     )

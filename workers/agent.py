@@ -76,7 +76,7 @@ class Turn:
         self.inbox = 0  # messages waiting in the inbox, as the last commit reported
         # Built once: it wraps every commit, the hot path of a turn.
         self._retry = outage.retrying(
-            settings.reconnect_seconds, log, self.fields, give_up=self._past_deadline
+            settings.reconnect_seconds, log, self.fields, stop.time_left, stop.requested
         )
 
     def run(self) -> Outcome:
@@ -214,7 +214,3 @@ class Turn:
     def _retrying(self, fn: Callable[[], T]) -> T:
         result: T = self._retry(fn)
         return result
-
-    def _past_deadline(self) -> bool:
-        """A stop was requested and the time left for in-flight work is spent."""
-        return self.stop.time_left() == 0.0

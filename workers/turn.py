@@ -50,7 +50,9 @@ def run_turn(run_id: str) -> str:
     stop = current_stop(settings)
     fields: dict[str, object] = {"run": run_id, "worker": worker}
     # Nothing is claimed yet, so a stop ends the wait at once.
-    claiming = outage.retrying(settings.reconnect_seconds, log, fields, give_up=stop.__bool__)
+    claiming = outage.retrying(
+        settings.reconnect_seconds, log, fields, lambda: 0.0 if stop else None, stop.requested
+    )
     try:
         epoch = claiming(lambda: store.claim(run_id, worker, settings.lease_seconds))
     except redis.RedisError as exc:
@@ -90,7 +92,7 @@ def _end(
         return None
     status = outcome.status
     finishing = outage.retrying(
-        settings.reconnect_seconds, log, fields, give_up=lambda: stop.time_left() == 0.0
+        settings.reconnect_seconds, log, fields, stop.time_left, stop.requested
     )
 
     def write() -> None:

@@ -6,6 +6,7 @@ Real workers against the test's own server; the server is filled mid-turn by low
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.slow
 
 PROMPT = "outage"
 LEASE = float(FAST["RUNNER_LEASE_SECONDS"])
+GRACE = float(FAST["RUNNER_SHUTDOWN_GRACE"])
 
 
 def logs(workers: list[Proc]) -> str:
@@ -109,3 +111,63 @@ def test_idle_workers_ride_out_a_full_server(
     assert "server out of memory; waiting" in output, output
     # One plain line per worker when it starts, not one per retry.
     assert output.count("server out of memory; waiting") <= 2 * len(workers), output
+
+
+def test_a_handoff_during_the_outage_parks_the_run_with_the_reason(
+    cli, server: Server, store: RunStore, tmp_path: Path
+) -> None:
+    steps = step_script(6, sleep=0.5)
+    script = write_script(tmp_path / "script.json", steps)
+    workers = {name: cli.worker(name) for name in ("w1", "w2")}
+    run_id = cli.submit("--model", "scripted", "--script", str(script), PROMPT)
+    wait_for(lambda: store.get(run_id).steps >= 3, 20, what="three steps committed")
+    victim = workers.pop(store.get(run_id).worker)
+    fill(server)
+    try:
+        wait_for(lambda: refused(server) >= 1, 20, what="writes refused")
+        wait_for(lambda: "server out of memory; retrying" in victim.output(), 20, what="a retry")
+        victim.signal(signal.SIGTERM)
+        assert victim.wait(GRACE) == 0, victim.output()
+        record = store.get(run_id)
+        assert record.status is Status.QUEUED
+        assert "server out of memory" in record.reason
+        assert record.dirty == 0
+    finally:
+        make_room(server)
+    done = cli("follow", run_id, "--json", timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    events = store.events(run_id)
+    record = store.get(run_id)
+    problems = transcript_problems(events, steps, PROMPT, exact=False, record=record)
+    assert not problems, problems
+    assert record.dirty == 0
+    assert "Traceback" not in logs([victim, *workers.values()])
+
+
+def test_an_outage_longer_than_the_retry_budget_suspends_the_run(
+    cli, server: Server, store: RunStore, tmp_path: Path, env: dict[str, str]
+) -> None:
+    steps = step_script(4, sleep=0.3)
+    script = write_script(tmp_path / "script.json", steps)
+    short = {**env, "RUNNER_RECONNECT_SECONDS": "1"}
+    workers = [cli.worker("w1", env=short)]
+    run_id = cli.submit("--model", "scripted", "--script", str(script), PROMPT)
+    wait_for(lambda: store.get(run_id).steps >= 2, 20, what="two steps committed")
+    fill(server)
+    try:
+        record = wait_for(
+            lambda: (r := store.get(run_id)).parked and r, 20, what="the run to be parked"
+        )
+        assert record.status is Status.SUSPENDED
+        assert "server out of memory" in record.reason, record.reason
+    finally:
+        make_room(server)
+    assert cli("resume", run_id).returncode == 0
+    done = cli("follow", run_id, "--json", timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = store.get(run_id)
+    problems = transcript_problems(store.events(run_id), steps, PROMPT, exact=False, record=record)
+    assert not problems, problems
+    output = logs(workers)
+    assert "Traceback" not in output, output
+    assert output.count("attempt started") == 2, output
