@@ -11,7 +11,7 @@ import sys
 
 from runner.redact import redact
 
-FIELDS = ("run", "epoch", "worker", "error")
+FIELDS = ("run", "epoch", "worker", "status", "reason", "tool", "error")
 
 
 class FieldsFormatter(logging.Formatter):

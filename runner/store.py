@@ -124,6 +124,12 @@ class RunStore:
                 "drain_inbox",
             )
         }
+        # Ending an attempt may write its few hundred bytes to a server past maxmemory,
+        # so a run parked by a full server still says why (guarantee 10). A separate
+        # script: the flags need Redis 7, and the plain one is used whenever memory allows.
+        self._scripts["finish_oom"] = client.register_script(
+            "#!lua flags=allow-oom\n" + _load_script("finish")
+        )
 
     def _keys(self, run_id: str) -> list[str]:
         """The KEYS every script takes, in ``SCRIPT_KEYS`` order (without a session)."""
@@ -203,10 +209,15 @@ class RunStore:
         worker: str = "",
         reason: str = "",
         error: str = "",
+        allow_oom: bool = False,
     ) -> str:
-        """End attempt ``epoch`` with ``status`` (terminal, or queued for a handoff)."""
+        """End attempt ``epoch`` with ``status`` (terminal, or queued for a handoff).
+
+        ``allow_oom``: write even if the server is out of memory.
+        """
         ttl = self.retention_ms if status in TERMINAL else 0
-        return str(self._call("finish", run_id, epoch, status.value, worker, reason, error, ttl))
+        script = "finish_oom" if allow_oom else "finish"
+        return str(self._call(script, run_id, epoch, status.value, worker, reason, error, ttl))
 
     def requeue_dead(
         self,

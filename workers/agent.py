@@ -3,37 +3,36 @@
 Guarantee 1: the model's answer is committed before any tool runs, and each tool result
 before the next model call. Guarantee 5: on resume, a tool call with no committed result
 is re-run if the tool is idempotent, else answered with an "interrupted" message.
+Guarantee 10: a server that refuses writes makes a commit wait and retry in this process;
+an outage that outlasts the attempt parks the run with the reason named.
+
+The model's view of the turn is :class:`runner.transcript.Transcript`, folded from the
+stream on replay and fed every batch this attempt commits.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+import redis
 
-from runner.connection import RETRYABLE
+from runner import outage
 from runner.errors import StaleEpoch
-from runner.events import (
-    Event,
-    MessageEvent,
-    Status,
-    StatusEvent,
-    ToolCallOut,
-    UsageEvent,
-    to_openai,
-)
+from runner.events import Event, MessageEvent, Status, ToolCallOut, UsageEvent
 from runner.settings import Settings
 from runner.store import RunStore
+from runner.transcript import Transcript
 from workers.providers import Interrupted, Model, Reply
 from workers.stop import Stop
 from workers.tools import TOOLS, ToolContext, run_tool
 from workers.tools import specs as tool_specs
 
 log = logging.getLogger("runner.agent")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -58,6 +57,7 @@ class Turn:
         settings: Settings,
         max_steps: int,
         workspace: Path,
+        worker: str = "",
     ) -> None:
         self.store = store
         self.run_id = run_id
@@ -66,48 +66,55 @@ class Turn:
         self.stop = stop
         self.settings = settings
         self.max_steps = max_steps
+        self.fields = {"run": run_id, "epoch": epoch, "worker": worker}
         self.tools = ToolContext(
             workspace=workspace,
             stop=stop,
             timeout=settings.tool_timeout,
             output_bytes=settings.tool_output_bytes,
         )
-        self.messages: list[dict[str, Any]] = []
-        self.seen = 0  # events in the stream, as this attempt knows it
-        self.inbox = 0
-        self.last_requeue_reason = ""
+        self.transcript = Transcript()
+        self.inbox = 0  # messages waiting in the inbox, as the last commit reported
         # Built once: it wraps every commit, the hot path of a turn.
-        self._retry = Retrying(
-            retry=retry_if_exception_type(RETRYABLE),
-            wait=wait_exponential(multiplier=0.2, max=5),
-            stop=stop_after_delay(settings.reconnect_seconds),
-            reraise=True,
+        self._retry = outage.retrying(
+            settings.reconnect_seconds, log, self.fields, stop.time_left, stop.requested
         )
 
     def run(self) -> Outcome:
-        """Run until the turn ends or stops; never raises for a fenced attempt."""
+        """Run until the turn ends or stops; never raises for a fenced attempt or an outage."""
         try:
-            self._replay()
+            self.transcript = Transcript.fold(self._retrying(self._read_all))
             self._repair()
+            # A message sent while the run was queued goes in before the first model call.
+            self._take_inbox()
             return self._loop()
         except StaleEpoch as exc:
-            log.warning("fenced: %s", exc, extra={"run": self.run_id, "epoch": self.epoch})
+            log.warning("fenced", extra={**self.fields, "error": str(exc)})
             return Outcome(None, "fenced")
+        except redis.RedisError as exc:
+            if not outage.is_outage(exc):
+                raise
+            return self._outage(exc)
 
     def _loop(self) -> Outcome:
         while True:
             if self.stop:
                 return self._stopped()
-            if self._assistant_count() >= self.max_steps:
+            if self.transcript.own_steps >= self.max_steps:
                 return Outcome(Status.FAILED, f"max steps ({self.max_steps}) reached")
             if self.inbox:
                 self._take_inbox()
             try:
-                reply = self.model.complete(self.messages, tool_specs(), self.stop)
+                reply = self.model.complete(
+                    self.transcript.messages,
+                    tool_specs(),
+                    self.stop,
+                    step=self.transcript.own_steps,
+                )
             except Interrupted:
                 return self._stopped()
             except Exception as exc:
-                log.exception("model call failed", extra={"run": self.run_id})
+                log.exception("model call failed", extra=self.fields)
                 return Outcome(Status.FAILED, "model error", f"{type(exc).__name__}: {exc}")
             self._commit_reply(reply)
             if not reply.tool_calls:
@@ -127,46 +134,39 @@ class Turn:
             return Outcome(None, "fenced")
         return Outcome(Status.QUEUED, "handoff")
 
-    # -- replay and repair --------------------------------------------------------------
+    def _outage(self, exc: redis.RedisError) -> Outcome:
+        """The server refused a write for longer than this attempt can wait: park the run."""
+        what = outage.describe(exc)
+        log.warning("attempt parked by an outage", extra={**self.fields, "error": what})
+        if self.stop:
+            ended = self._stopped()
+            if ended.status is Status.QUEUED:
+                return Outcome(Status.QUEUED, f"handoff ({what})", str(exc))
+            return ended
+        waited = f"{self.settings.reconnect_seconds:g}"
+        return Outcome(Status.SUSPENDED, f"{what} for over {waited} s", str(exc))
 
-    def _replay(self) -> None:
-        events = self.store.events(self.run_id)
-        self.seen = len(events)
-        for event in events:
-            if isinstance(event, MessageEvent):
-                self.messages.append(to_openai(event))
-            elif isinstance(event, StatusEvent) and event.status is Status.QUEUED:
-                self.last_requeue_reason = event.reason or ""
+    # -- repair -------------------------------------------------------------------------
 
     def _repair(self) -> None:
         """Answer the tool calls of the last assistant message that have no result."""
-        pending = self._pending_calls()
-        for call in pending:
+        for call in list(self.transcript.pending):
             if self.stop.hurry.is_set():
                 return
-            tool = TOOLS.get(call["function"]["name"])
-            name = call["function"]["name"]
+            tool = TOOLS.get(call.name)
             if tool is not None and tool.idempotent:
-                args = _arguments(call)
-                log.info("re-running idempotent tool %s", name, extra={"run": self.run_id})
-                content = run_tool(name, args, self.tools).content
+                log.info("re-running idempotent tool", extra={**self.fields, "tool": call.name})
+                content = run_tool(call.name, dict(call.arguments), self.tools).content
             else:
                 content = self._interrupted_note()
-            self._commit_tool(call["id"], name, content)
-
-    def _pending_calls(self) -> list[dict[str, Any]]:
-        for index in range(len(self.messages) - 1, -1, -1):
-            msg = self.messages[index]
-            if msg["role"] == "assistant":
-                answered = {m.get("tool_call_id") for m in self.messages[index + 1 :]}
-                return [c for c in msg.get("tool_calls", []) if c["id"] not in answered]
-        return []
+            self._commit_tool(call.id, call.name, content)
 
     def _interrupted_note(self) -> str:
+        reason = self.transcript.requeue_reason
         cause = (
             "by a handoff"
-            if self.last_requeue_reason == "handoff"
-            else f"when its worker was lost ({self.last_requeue_reason or 'unknown'})"
+            if reason.startswith("handoff")
+            else f"when its worker was lost ({reason or 'unknown'})"
         )
         return (
             f"interrupted: this call was interrupted {cause} before its result was recorded; "
@@ -195,30 +195,23 @@ class Turn:
 
     def _commit(self, events: list[Event]) -> None:
         steps = sum(1 for e in events if isinstance(e, MessageEvent))
+        seen = self.transcript.seen
         commit = self._retrying(
-            lambda: self.store.commit(self.run_id, self.epoch, events, self.seen, steps)
+            lambda: self.store.commit(self.run_id, self.epoch, events, seen, steps)
         )
-        self.seen += len(events)
+        self.transcript.add(events, last_id=commit.last_id)
         self.inbox = commit.inbox
-        self.messages.extend(to_openai(e) for e in events if isinstance(e, MessageEvent))
 
     def _take_inbox(self) -> None:
+        """Move waiting messages into the stream, then fold only what came after."""
         self._retrying(lambda: self.store.drain_inbox(self.run_id, self.epoch))
-        fresh = self.store.events(self.run_id)[self.seen :]
-        self.seen += len(fresh)
-        self.messages.extend(to_openai(e) for e in fresh if isinstance(e, MessageEvent))
+        after = self.transcript.last_id
+        self.transcript.add(self._retrying(lambda: self.store.events(self.run_id, after=after)))
         self.inbox = 0
 
-    def _retrying(self, fn: Any) -> Any:
-        return self._retry(fn)
+    def _read_all(self) -> list[Event]:
+        return self.store.events(self.run_id)
 
-    def _assistant_count(self) -> int:
-        return sum(1 for m in self.messages if m["role"] == "assistant")
-
-
-def _arguments(call: dict[str, Any]) -> dict[str, Any]:
-    try:
-        args = json.loads(call["function"]["arguments"])
-    except (ValueError, KeyError):
-        return {}
-    return args if isinstance(args, dict) else {}
+    def _retrying(self, fn: Callable[[], T]) -> T:
+        result: T = self._retry(fn)
+        return result

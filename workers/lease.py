@@ -12,6 +12,7 @@ import threading
 
 import redis
 
+from runner import outage
 from runner.store import Beat, RunStore
 from workers.stop import Stop
 
@@ -48,7 +49,9 @@ class Lease:
         while not self._done.wait(interval):
             try:
                 beat = self.store.heartbeat(self.run_id, self.epoch, self.seconds)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
+            except redis.RedisError as exc:
+                if not outage.is_outage(exc):
+                    raise
                 # Keep trying: the lease may still be alive on the server. If it expires
                 # meanwhile, the next commit is rejected and the turn stops there.
                 log.warning("lease renewal failed", extra={"run": self.run_id, "error": str(exc)})

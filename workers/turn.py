@@ -1,13 +1,22 @@
-"""The RQ job that runs one attempt of a turn: claim, run under a lease, end the attempt."""
+"""The RQ job that runs one attempt of a turn: claim, run under a lease, end the attempt.
+
+The claim and the end of the attempt wait out a server that refuses writes (guarantee
+10) here, in the process that runs the turn: the worker forks no new process for it.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+from pathlib import Path
 
+import redis
+
+from runner import outage
 from runner.connection import connect
 from runner.errors import BadInput, StaleEpoch
-from runner.events import Status
+from runner.events import TERMINAL, Status
 from runner.keys import Keys, check_run_id
 from runner.script import parse_script
 from runner.settings import Settings, get_settings
@@ -38,26 +47,82 @@ def run_turn(run_id: str) -> str:
     run_id = check_run_id(run_id)
     worker = os.environ.get("RQ_WORKER_ID") or f"pid-{os.getpid()}"
     store = RunStore(connect(settings), Keys(settings.prefix), settings.retention_seconds)
-    epoch = store.claim(run_id, worker, settings.lease_seconds)
-    if epoch is None:
-        log.info("nothing to run: the run is not queued", extra={"run": run_id})
-        return "skipped"
     stop = current_stop(settings)
-    log.info("attempt started", extra={"run": run_id, "epoch": epoch, "worker": worker})
+    fields: dict[str, object] = {"run": run_id, "worker": worker}
+    # Nothing is claimed yet, so a stop ends the wait at once.
+    claiming = outage.retrying(
+        settings.reconnect_seconds, log, fields, lambda: 0.0 if stop else None, stop.requested
+    )
+    try:
+        epoch = claiming(lambda: store.claim(run_id, worker, settings.lease_seconds))
+    except redis.RedisError as exc:
+        if not outage.is_outage(exc):
+            raise
+        log.warning("claim gave up", extra={**fields, "error": outage.describe(exc)})
+        return "outage"
+    if epoch is None:
+        log.info("nothing to run: the run is not queued", extra=fields)
+        return "skipped"
+    fields["epoch"] = epoch
+    log.info("attempt started", extra=fields)
+    workspace = settings.workspace_root / run_id
     with Lease(store, run_id, epoch, settings.lease_seconds, stop):
-        outcome = _attempt(store, store.get(run_id), epoch, stop, settings)
-    if outcome.status is not None:
+        record = claiming(lambda: store.get(run_id))
+        outcome = _attempt(store, record, epoch, stop, settings, workspace, worker)
+    ended = _end(store, run_id, epoch, outcome, worker, stop, settings, fields)
+    if ended in TERMINAL:
+        # The run is over: its directory on this host is of no more use (issue 10, 8).
+        shutil.rmtree(workspace, ignore_errors=True)
+    log.info("attempt ended", extra={**fields, "status": ended, "reason": outcome.reason})
+    return outcome.reason if ended is not None else "fenced"
+
+
+def _end(
+    store: RunStore,
+    run_id: str,
+    epoch: int,
+    outcome: Outcome,
+    worker: str,
+    stop: Stop,
+    settings: Settings,
+    fields: dict[str, object],
+) -> Status | None:
+    """Write how the attempt ended; the status written, or None if nothing was."""
+    if outcome.status is None:
+        return None
+    status = outcome.status
+    finishing = outage.retrying(
+        settings.reconnect_seconds, log, fields, stop.time_left, stop.requested
+    )
+
+    def write() -> None:
         try:
-            store.finish(run_id, epoch, outcome.status, worker, outcome.reason, outcome.error)
-        except StaleEpoch:
-            log.warning("fenced before the attempt could end", extra={"run": run_id})
-            return "fenced"
-    log.info("attempt ended: %s", outcome.reason, extra={"run": run_id, "epoch": epoch})
-    return outcome.reason
+            store.finish(run_id, epoch, status, worker, outcome.reason, outcome.error)
+        except redis.exceptions.OutOfMemoryError:
+            store.finish(run_id, epoch, status, worker, outcome.reason, outcome.error, True)
+
+    try:
+        finishing(write)
+    except StaleEpoch:
+        log.warning("fenced before the attempt could end", extra=fields)
+        return None
+    except redis.RedisError as exc:
+        if not outage.is_outage(exc):
+            raise
+        # The lease runs out with this process; a sweep requeues the run once it can.
+        log.warning("attempt could not end", extra={**fields, "error": outage.describe(exc)})
+        return None
+    return status
 
 
 def _attempt(
-    store: RunStore, record: RunRecord, epoch: int, stop: Stop, settings: Settings
+    store: RunStore,
+    record: RunRecord,
+    epoch: int,
+    stop: Stop,
+    settings: Settings,
+    workspace: Path,
+    worker: str,
 ) -> Outcome:
     try:
         script_text = store.script(record.id)
@@ -65,7 +130,6 @@ def _attempt(
         model = load_model(record.model, script, settings)
     except BadInput as exc:
         return Outcome(Status.FAILED, "bad model", str(exc))
-    workspace = settings.workspace_root / record.id
     workspace.mkdir(parents=True, exist_ok=True)
-    turn = Turn(store, record.id, epoch, model, stop, settings, record.max_steps, workspace)
+    turn = Turn(store, record.id, epoch, model, stop, settings, record.max_steps, workspace, worker)
     return turn.run()

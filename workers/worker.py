@@ -40,10 +40,12 @@ from runner import queueing
 from runner.errors import BadInput, UnsafeServer
 from runner.events import Status
 from runner.keys import Keys
+from runner.outage import is_outage
 from runner.serverinfo import Severity, check_server
 from runner.settings import Settings
 from runner.store import RunStore
 from workers import sweeper
+from workers.outages import OutageTolerantWorker
 from workers.turn import current_stop
 
 log = logging.getLogger("runner.worker")
@@ -54,7 +56,7 @@ DEQUEUE_SLICE = 1  # seconds an idle worker blocks on its queues before it looks
 MAX_BACKOFF = 10.0  # seconds between tries to reach a server that is down
 
 
-class RunnerWorker(Worker):
+class RunnerWorker(OutageTolerantWorker):
     """An RQ worker whose turns survive the worker being stopped or killed."""
 
     def __init__(self, queues: list[Queue], settings: Settings, store: RunStore, **kw: Any):
@@ -174,9 +176,11 @@ class RunnerWorker(Worker):
         """Every second while a turn runs: RQ's heartbeats, the grace deadline, the sweep."""
         try:
             super().maintain_heartbeats(job, execution)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:
+            if not is_outage(exc):
+                raise
             # Raising here would end the worker and, with it, the turn; ride out the outage.
-            log.warning("heartbeat skipped", extra={"worker": self.name, "error": exc})
+            self.skipped("heartbeat", exc)
         if self._handoff_unsent and self.horse_pid:
             # The stop came between dequeue and fork: tell the turn now, or it would run on
             # to the deadline below and be killed as a dirty restart, its tool left running.
@@ -193,7 +197,7 @@ class RunnerWorker(Worker):
 
     def run_maintenance_tasks(self) -> None:
         """RQ's registry cleaning, then our sweep."""
-        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+        super().run_maintenance_tasks()
         self._maybe_sweep()
 
     def _maybe_sweep(self) -> None:
@@ -205,8 +209,10 @@ class RunnerWorker(Worker):
             if not self.store.redis.set(self.store.keys.sweep_lock, self.name, nx=True, px=lock_ms):
                 return
             report = sweeper.sweep(self.store, self.connection, self.settings)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            log.warning("sweep skipped", extra={"worker": self.name, "error": exc})
+        except redis.RedisError as exc:
+            if not is_outage(exc):
+                raise
+            self.skipped("sweep", exc)
             return
         for run_id in report.requeued + report.repushed:
             log.info("swept back into its queue", extra={"run": run_id, "worker": self.name})
@@ -227,11 +233,11 @@ class RunnerWorker(Worker):
         super().execute_job(job, queue)
         try:
             self._reconcile(job.id, queue.name)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:
+            if not is_outage(exc):
+                raise
             # The dead horse renews its lease no more, so a sweep requeues the run later.
-            log.warning(
-                "reconcile skipped", extra={"run": job.id, "worker": self.name, "error": exc}
-            )
+            self.skipped("reconcile", exc, job.id)
 
     def _reconcile(self, run_id: str, queue: str) -> None:
         try:

@@ -60,7 +60,15 @@ class Model(Protocol):
     """Anything that answers a conversation with a :class:`Reply`."""
 
     def complete(
-        self, messages: list[dict[str, Any]], tools: Sequence[ToolSpec], stop: Stop
+        self,
+        messages: list[dict[str, Any]],
+        tools: Sequence[ToolSpec],
+        stop: Stop,
+        *,
+        step: int | None = None,
     ) -> Reply:
-        """Answer ``messages`` (OpenAI chat shape); raise Interrupted on a stop."""
+        """Answer ``messages`` (OpenAI chat shape); raise Interrupted on a stop.
+
+        ``step`` is this run's own step count (its committed assistant messages).
+        """
         ...

@@ -127,7 +127,12 @@ class OpenAIModel:
         return self._client
 
     def complete(
-        self, messages: list[dict[str, Any]], tools: Sequence[ToolSpec], stop: Stop
+        self,
+        messages: list[dict[str, Any]],
+        tools: Sequence[ToolSpec],
+        stop: Stop,
+        *,
+        step: int | None = None,
     ) -> Reply:
         """Ask the API, abandoning the call (Interrupted) if a stop is requested."""
         if stop.requested.is_set():

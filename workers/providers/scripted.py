@@ -20,33 +20,41 @@ def _content_chars(messages: list[dict[str, Any]]) -> int:
 class ScriptedModel:
     """An offline, deterministic model that plays a :class:`Script`.
 
-    The step answered is the number of assistant messages already in the conversation,
-    so a resumed turn picks up exactly where the committed transcript ends.
+    The step answered is this run's own step count, which the agent passes from its
+    transcript fold, so a resumed turn picks up exactly where the committed transcript
+    ends (and a session's earlier turns do not count).
     """
 
     def __init__(self, script: Script) -> None:
         self.script = script
 
     def complete(
-        self, messages: list[dict[str, Any]], tools: Sequence[ToolSpec], stop: Stop
+        self,
+        messages: list[dict[str, Any]],
+        tools: Sequence[ToolSpec],
+        stop: Stop,
+        *,
+        step: int | None = None,
     ) -> Reply:
-        """The script's answer to this point of the conversation."""
+        """The script's answer to step ``step`` (default: the assistant messages so far)."""
         if stop.requested.is_set():
             raise Interrupted
-        index = sum(1 for m in messages if m.get("role") == "assistant")
+        index = step
+        if index is None:
+            index = sum(1 for m in messages if m.get("role") == "assistant")
         if index >= len(self.script.steps):
             return self._reply("script finished", [], messages)
-        step = self.script.steps[index]
-        if step.crash:
+        scripted = self.script.steps[index]
+        if scripted.crash:
             # Die like an OOM kill would: no handler, no cleanup, nothing committed.
             os.kill(os.getpid(), signal.SIGKILL)
-        if step.sleep and stop.wait(step.sleep):
+        if scripted.sleep and stop.wait(scripted.sleep):
             raise Interrupted
         calls = []
-        if step.tool is not None:
+        if scripted.tool is not None:
             # A copy, so a caller that edits the arguments cannot change the script.
-            calls.append(ToolCall(f"call_{index}", step.tool, copy.deepcopy(step.args)))
-        return self._reply(step.content, calls, messages)
+            calls.append(ToolCall(f"call_{index}", scripted.tool, copy.deepcopy(scripted.args)))
+        return self._reply(scripted.content, calls, messages)
 
     @staticmethod
     def _reply(content: str, calls: list[ToolCall], messages: list[dict[str, Any]]) -> Reply:
