@@ -165,6 +165,48 @@ def test_frozen_worker_wakes_fenced(cli, store: RunStore, tmp_path: Path) -> Non
     assert store.get(run_id).worker == other.name
 
 
+def test_woken_zombie_first_write_is_rejected_as_stale(
+    cli, store: RunStore, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Guarantee 2 on its own: the epoch check in the commit fences a woken zombie.
+
+    The zombie's lease is made to run out on the server while it is frozen. Its lease is
+    ten minutes long, so its heartbeat (every third of that) cannot find out first: the
+    first thing it does on waking is commit the answer it was computing, and that commit
+    must be refused for its epoch. (The stream-length check alone would not do: the
+    takeover appends two events, as many as the zombie's answer and its usage, and a
+    commit that finds exactly its own count of new events passes as a retry that landed.)
+    """
+    long_lease = {**env, "RUNNER_LEASE_SECONDS": "600"}
+    steps = step_script(6, sleep=0.8)
+    workers = {name: cli.worker(name, env=long_lease) for name in ("w1", "w2")}
+    run_id = submit(cli, tmp_path, steps)
+    first = wait_running(store, run_id)
+    zombie = workers.pop(first.worker)
+    (other,) = workers.values()
+    before = wait_for(lambda: tool_results(store, run_id), 20, 0.02, what="a tool result")
+    wait_for(lambda: tool_results(store, run_id) > before, 20, 0.02, what="one more")
+    horses = wait_for(lambda: horse_pids(zombie.pid), 5, what="the zombie's work horse")
+
+    freeze([zombie.pid, *horses], signal.SIGSTOP)
+    try:
+        # The server decides the lease is gone (as after a partition longer than it).
+        store.redis.pexpire(store.keys.lease(run_id), 1)
+        nxt = wait_running(store, run_id, first.epoch)
+        assert nxt.worker == other.name
+    finally:
+        freeze([zombie.pid, *horses], signal.SIGCONT)
+    wait_for(lambda: not horse_pids(zombie.pid), 10, what="the zombie's horse to end")
+    log = zombie.output()
+    assert f"epoch {first.epoch} no longer owns the run" in log, log
+    assert "lease lost" not in log, log  # its commit, not its heartbeat, was fenced
+    assert zombie.alive()
+    finish(cli, store, run_id, steps)
+    events = store.events(run_id)
+    late = [e for e in events if e.epoch == first.epoch and e.id > nxt.id]
+    assert not late, late
+
+
 def test_crash_loop_is_suspended_then_resumed(cli, store: RunStore, tmp_path: Path) -> None:
     steps = [
         {"content": "step 0", "tool": "shell", "args": {"command": "echo out-0"}},
