@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,14 @@ pytestmark = pytest.mark.slow
 
 LEASE = float(FAST["RUNNER_LEASE_SECONDS"])
 SWEEP = float(FAST["RUNNER_SWEEP_SECONDS"])
-BOUND = LEASE + SWEEP + 2  # issue 4: resumed within lease + sweep + 2 s
+GRACE = float(FAST["RUNNER_SHUTDOWN_GRACE"])
+# Guarantee 4: requeued within lease + sweep interval. MARGIN covers what comes after
+# the requeue and what the loop's granularity adds: the other worker's dequeue, the fork
+# of its work horse and the claim (0.1-0.3 s here, on a busy two-core machine), and RQ's
+# worker loop, which runs a sweep at most about once a second however short
+# RUNNER_SWEEP_SECONDS is (0.5 s here). Measured recoveries: 1.5-2.8 s.
+MARGIN = 1.0
+BOUND = LEASE + SWEEP + MARGIN
 PROMPT = "chaos"
 
 
@@ -207,6 +215,82 @@ def test_woken_zombie_first_write_is_rejected_as_stale(
     assert not late, late
 
 
+def _faketime_lib() -> Path | None:
+    """libfaketime (Debian's ``faketime`` package), if installed."""
+    found = [*Path("/usr/lib").glob("*/faketime/libfaketime.so.1")]
+    found += [*Path("/usr/lib/faketime").glob("libfaketime.so.1")]
+    return found[0] if found else None
+
+
+def skewed(env: dict[str, str], offset: str) -> dict[str, str]:
+    """``env`` for a process whose wall clock is ``offset`` off (``+6h``); monotonic stays."""
+    lib = _faketime_lib()
+    if lib is None:
+        pytest.skip("libfaketime is not installed (apt-get install faketime): no clock to skew")
+    return {
+        **env,
+        "LD_PRELOAD": str(lib),
+        "FAKETIME": offset,
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",  # time.monotonic() and waits keep real time
+    }
+
+
+def clock_offset_hours(log: str) -> float:
+    """How far the wall clock of a worker was from ours, from its first log line's time."""
+    stamp = datetime.strptime(log.split(",", 1)[0], "%Y-%m-%d %H:%M:%S")
+    return (stamp - datetime.now()).total_seconds() / 3600
+
+
+def test_leases_run_on_the_servers_clock_whatever_the_workers_say(
+    cli, store: RunStore, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Guarantee 4: two workers whose clocks are six hours ahead and behind.
+
+    The turn runs several lease lengths on one while the other sweeps, and nobody
+    expires it; then the owner is SIGKILLed and the other recovers it within the bound.
+    A lease kept on either worker's clock would expire at once or never.
+    """
+    workers = {
+        "ahead": cli.worker("ahead", env=skewed(env, "+6h")),
+        "behind": cli.worker("behind", env=skewed(env, "-6h")),
+    }
+    for name, sign in (("ahead", 1), ("behind", -1)):
+        offset = clock_offset_hours(workers[name].output())
+        assert abs(offset - 6 * sign) < 0.1, f"{name}'s clock is {offset:.2f} h off, not skewed"
+    # list_dir, not shell: under libfaketime, Python's time.sleep (which subprocess's
+    # wait(timeout) uses) fails now and then with EINVAL, an artefact of the preload.
+    steps: list[dict] = [
+        {"content": f"step {i}", "tool": "list_dir", "args": {"path": "."}, "sleep": 0.8}
+        for i in range(10)
+    ]
+    steps.append({"content": "All done."})
+    run_id = submit(cli, tmp_path, steps)
+    first = wait_running(store, run_id)
+    victim = workers.pop(first.worker)
+    (other,) = workers.values()
+    # Past two leases and a sweep on the other's clock: still the first attempt.
+    wait_for(lambda: tool_results(store, run_id) >= 6, 30, what="six tool results")
+    ran = stream_seconds(store.events(run_id)[-1]) - stream_seconds(first)
+    assert ran > 2 * LEASE + SWEEP, ran
+    assert [e.epoch for e in running_events(store.events(run_id))] == [first.epoch]
+
+    killed_at = time.time()
+    victim.signal_group(signal.SIGKILL)
+    victim.wait(5)
+    nxt = wait_running(store, run_id, first.epoch, timeout=BOUND + 5)
+    took = recovery_seconds(store.events(run_id), first.epoch, killed_at)
+    print(f"skewed clocks: {first.worker} killed, {nxt.worker} took over after {took:.2f} s")
+    assert nxt.worker == other.name
+    assert took is not None and took < BOUND
+    finish(cli, store, run_id, steps)
+    requeues = [e.reason for e in statuses(store, run_id) if e.status is Status.QUEUED]
+    assert requeues == ["submitted", "lease expired"]
+    # The record's times are the server's too (ours: same host, unskewed).
+    record = store.get(run_id)
+    for ms in (record.created_ms, record.updated_ms):
+        assert abs(ms / 1000 - time.time()) < 120, record
+
+
 def test_crash_loop_is_suspended_then_resumed(cli, store: RunStore, tmp_path: Path) -> None:
     steps = [
         {"content": "step 0", "tool": "shell", "args": {"command": "echo out-0"}},
@@ -241,8 +325,8 @@ def test_crash_loop_is_suspended_then_resumed(cli, store: RunStore, tmp_path: Pa
     followed = cli("follow", run_id)
     assert followed.returncode == 4, followed.stdout + followed.stderr
 
-    w1.signal(signal.SIGTERM)  # idle: it exits, so the resumed run waits in its queue
-    assert w1.wait(10) == 0
+    w1.signal(signal.SIGTERM)  # idle: it exits (within the grace), so the resumed run waits
+    assert w1.wait(GRACE) == 0
     resumed = cli("resume", run_id)
     assert resumed.returncode == 0, resumed.stderr
     record = store.get(run_id)
