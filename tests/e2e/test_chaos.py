@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +30,7 @@ from tests.chaoslib import (
     wait_running,
 )
 from tests.conftest import FAST
-from tests.helpers import horse_pids, step_script, wait_for, write_script
+from tests.helpers import horse_pids, start, step_script, wait_for, write_script
 from workers.worker import check_server
 
 pytestmark = pytest.mark.slow
@@ -402,6 +403,59 @@ def test_sweep_by_hand_requeues_an_expired_lease(cli, store: RunStore) -> None:
     assert (requeue.status, requeue.worker, requeue.epoch) == (Status.QUEUED, "ghost", epoch)
     again = cli("sweep")
     assert json.loads(again.stdout)["requeued"] == [], again.stdout
+
+
+# ``runner sweep`` behind a gate: the libraries are imported first, then it waits for the
+# gate file, so several of them start sweeping within a few milliseconds of each other.
+GATED_SWEEP = """
+import os, runpy, sys, time
+import click, pydantic_settings, redis, rq  # the slow imports, before the gate
+gate = sys.argv.pop(1)
+print("at the gate", flush=True)
+while not os.path.exists(gate):
+    time.sleep(0.002)
+sys.argv = ["runner", "sweep"]
+runpy.run_module("runner", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_racing_sweepers_requeue_each_run_once(cli, store: RunStore, tmp_path: Path) -> None:
+    runs = []
+    for _ in range(150):
+        run_id = new_run_id()
+        first = [StatusEvent(status=Status.QUEUED, reason="submitted")]
+        store.create(run_id, {"queue": "default", "model": "scripted"}, first)
+        assert store.claim(run_id, "ghost", 0.3) == 1
+        runs.append(run_id)
+    wait_for(
+        lambda: not any(store.redis.exists(store.keys.lease(r)) for r in runs),
+        5,
+        what="the leases to expire",
+    )
+    gate = tmp_path / "gate"
+    sweeps = [
+        start([sys.executable, "-c", GATED_SWEEP, str(gate)], cli.env, tmp_path / f"sweep-{i}.log")
+        for i in range(3)
+    ]
+    cli.procs.extend(sweeps)
+    wait_for(lambda: all("at the gate" in p.output() for p in sweeps), 30, what="the sweeps' gate")
+    gate.touch()
+    for proc in sweeps:
+        assert proc.wait(30) == 0, proc.output()
+    reports = [json.loads(proc.output().splitlines()[-1])["requeued"] for proc in sweeps]
+
+    # They did race: more than one found work, and between them each run once.
+    assert sum(1 for r in reports if r) >= 2, [len(r) for r in reports]
+    requeued = [run_id for report in reports for run_id in report]
+    assert sorted(requeued) == sorted(runs)
+    rq = cli_rq(store)
+    for run_id in runs:
+        record = store.get(run_id)
+        assert (record.status, record.dirty) == (Status.QUEUED, 1), record
+        requeues = [e.reason for e in statuses(store, run_id) if e.status is Status.QUEUED]
+        assert requeues == ["submitted", "lease expired"]
+    waiting = [i.decode() for i in rq.lrange("rq:queue:default", 0, -1)]
+    assert sorted(waiting) == sorted(runs)  # each in its queue once
 
 
 def test_run_popped_by_a_worker_that_died_before_claiming_it(
