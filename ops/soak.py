@@ -1,6 +1,6 @@
 """Soak runner at scale: many turns, a worker pool under random chaos, every transcript checked.
 
-The same soak as ``tests/e2e/test_soak.py`` (``tests/chaoslib.py``), bigger. By default it
+The same soak as ``tests/e2e/test_soak.py`` (``runner/bench/soak.py``), bigger. By default it
 starts a private Valkey (AOF on) in a temporary directory; ``--redis-url`` points it at
 another server instead (it must not hold anything you care about: the soak flushes
 nothing, but it runs workers against it).
@@ -20,10 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.chaoslib import soak  # noqa: E402
+from runner.bench.soak import soak
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,7 +63,6 @@ def worker_env(args: argparse.Namespace, url: str, work: Path) -> dict[str, str]
             "RUNNER_DATA_DIR": str(work / "data"),
             "RUNNER_WORKSPACE_ROOT": str(work / "workspaces"),
             "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
         }
     )
     return env

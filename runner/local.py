@@ -21,6 +21,7 @@ from rich.console import Console
 from runner import queueing
 from runner.errors import UnsafeServer
 from runner.settings import Settings
+from runner.waiting import wait_until
 
 PR_SET_PDEATHSIG = 1
 
@@ -77,14 +78,14 @@ def wait_serving(
     rq_conn: redis.Redis, queue: str, n: int, workers: list[LocalWorker], timeout: float = 30.0
 ) -> None:
     """Wait until ``n`` workers serve ``queue``; RuntimeError if one exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    while queueing.workers_serving(rq_conn, queue) < n:
+
+    def serving() -> bool:
         for worker in workers:
             if worker.popen.poll() is not None:
                 raise RuntimeError(f"worker {worker.name} exited with {worker.popen.returncode}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"workers did not start within {timeout:.0f}s")
-        time.sleep(0.1)
+        return queueing.workers_serving(rq_conn, queue) >= n
+
+    wait_until(serving, timeout, 0.1, f"{n} workers to serve {queue}", error=RuntimeError)
 
 
 def stop_all(workers: list[LocalWorker], grace: float) -> None:

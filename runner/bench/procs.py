@@ -1,4 +1,4 @@
-"""Processes the bench starts and watches: workers, followers, readers; their memory."""
+"""Processes the bench, the soak and the tests start and watch; their memory."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 from rq.worker import Worker
 
+from runner import waiting
 from runner.bench.context import RUNNER, Bench
 from runner.errors import BenchError
 
@@ -24,14 +25,7 @@ T = TypeVar("T")
 
 def wait_until(predicate: Callable[[], T | None], timeout: float, what: str) -> T:
     """Poll ``predicate`` until it returns something truthy; BenchError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.01)
+    return waiting.wait_until(predicate, timeout, interval=0.01, what=what, error=BenchError)
 
 
 @dataclass
@@ -139,3 +133,63 @@ class LineReader:
         if not line:
             raise BenchError("the process ended its output early")
         return stamp, line
+
+
+# --------------------------------------------------- processes of the soak and the tests
+
+
+@dataclass
+class Proc:
+    """A subprocess the soak or a test started, in its own process group, logging to a file."""
+
+    popen: subprocess.Popen[bytes]
+    log: Path
+    name: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def signal(self, sig: int) -> None:
+        """Signal the process itself."""
+        os.kill(self.pid, sig)
+
+    def signal_group(self, sig: int) -> None:
+        """Signal its whole process group, as a terminal or ``tini -g`` would."""
+        os.killpg(self.pid, sig)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        return self.popen.wait(timeout=timeout)
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> None:
+        """Kill it and its group (teardown)."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+
+def start(args: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> Proc:
+    """Start ``args`` in a new session (its own process group)."""
+    fh = open(log, "ab")  # noqa: SIM115 - the child owns it for its lifetime
+    popen = subprocess.Popen(
+        args,
+        env=env,
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=cwd,
+    )
+    fh.close()
+    return Proc(popen, log)
+
+
+horse_pids = children  # a worker's children are its work horse

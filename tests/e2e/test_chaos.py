@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -29,13 +31,20 @@ from tests.chaoslib import (
     wait_running,
 )
 from tests.conftest import FAST
-from tests.helpers import horse_pids, step_script, wait_for, write_script
+from tests.helpers import horse_pids, start, step_script, wait_for, write_script
 
 pytestmark = pytest.mark.slow
 
 LEASE = float(FAST["RUNNER_LEASE_SECONDS"])
 SWEEP = float(FAST["RUNNER_SWEEP_SECONDS"])
-BOUND = LEASE + SWEEP + 2  # issue 4: resumed within lease + sweep + 2 s
+GRACE = float(FAST["RUNNER_SHUTDOWN_GRACE"])
+# Guarantee 4: requeued within lease + sweep interval. MARGIN covers what comes after
+# the requeue and what the loop's granularity adds: the other worker's dequeue, the fork
+# of its work horse and the claim (0.1-0.3 s here, on a busy two-core machine), and RQ's
+# worker loop, which runs a sweep at most about once a second however short
+# RUNNER_SWEEP_SECONDS is (0.5 s here). Measured recoveries: 1.5-2.8 s.
+MARGIN = 1.0
+BOUND = LEASE + SWEEP + MARGIN
 PROMPT = "chaos"
 
 
@@ -165,6 +174,124 @@ def test_frozen_worker_wakes_fenced(cli, store: RunStore, tmp_path: Path) -> Non
     assert store.get(run_id).worker == other.name
 
 
+def test_woken_zombie_first_write_is_rejected_as_stale(
+    cli, store: RunStore, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Guarantee 2 on its own: the epoch check in the commit fences a woken zombie.
+
+    The zombie's lease is made to run out on the server while it is frozen. Its lease is
+    ten minutes long, so its heartbeat (every third of that) cannot find out first: the
+    first thing it does on waking is commit the answer it was computing, and that commit
+    must be refused for its epoch. (The stream-length check alone would not do: the
+    takeover appends two events, as many as the zombie's answer and its usage, and a
+    commit that finds exactly its own count of new events passes as a retry that landed.)
+    """
+    long_lease = {**env, "RUNNER_LEASE_SECONDS": "600"}
+    steps = step_script(6, sleep=0.8)
+    workers = {name: cli.worker(name, env=long_lease) for name in ("w1", "w2")}
+    run_id = submit(cli, tmp_path, steps)
+    first = wait_running(store, run_id)
+    zombie = workers.pop(first.worker)
+    (other,) = workers.values()
+    before = wait_for(lambda: tool_results(store, run_id), 20, 0.02, what="a tool result")
+    wait_for(lambda: tool_results(store, run_id) > before, 20, 0.02, what="one more")
+    horses = wait_for(lambda: horse_pids(zombie.pid), 5, what="the zombie's work horse")
+
+    freeze([zombie.pid, *horses], signal.SIGSTOP)
+    try:
+        # The server decides the lease is gone (as after a partition longer than it).
+        store.redis.pexpire(store.keys.lease(run_id), 1)
+        nxt = wait_running(store, run_id, first.epoch)
+        assert nxt.worker == other.name
+    finally:
+        freeze([zombie.pid, *horses], signal.SIGCONT)
+    wait_for(lambda: not horse_pids(zombie.pid), 10, what="the zombie's horse to end")
+    log = zombie.output()
+    assert f"epoch {first.epoch} no longer owns the run" in log, log
+    assert "lease lost" not in log, log  # its commit, not its heartbeat, was fenced
+    assert zombie.alive()
+    finish(cli, store, run_id, steps)
+    events = store.events(run_id)
+    late = [e for e in events if e.epoch == first.epoch and e.id > nxt.id]
+    assert not late, late
+
+
+def _faketime_lib() -> Path | None:
+    """libfaketime (Debian's ``faketime`` package), if installed."""
+    found = [*Path("/usr/lib").glob("*/faketime/libfaketime.so.1")]
+    found += [*Path("/usr/lib/faketime").glob("libfaketime.so.1")]
+    return found[0] if found else None
+
+
+def skewed(env: dict[str, str], offset: str) -> dict[str, str]:
+    """``env`` for a process whose wall clock is ``offset`` off (``+6h``); monotonic stays."""
+    lib = _faketime_lib()
+    if lib is None:
+        pytest.skip("libfaketime is not installed (apt-get install faketime): no clock to skew")
+    return {
+        **env,
+        "LD_PRELOAD": str(lib),
+        "FAKETIME": offset,
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",  # time.monotonic() and waits keep real time
+    }
+
+
+def clock_offset_hours(log: str) -> float:
+    """How far the wall clock of a worker was from ours, from its first log line's time."""
+    stamp = datetime.strptime(log.split(",", 1)[0], "%Y-%m-%d %H:%M:%S")
+    return (stamp - datetime.now()).total_seconds() / 3600
+
+
+def test_leases_run_on_the_servers_clock_whatever_the_workers_say(
+    cli, store: RunStore, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Guarantee 4: two workers whose clocks are six hours ahead and behind.
+
+    The turn runs several lease lengths on one while the other sweeps, and nobody
+    expires it; then the owner is SIGKILLed and the other recovers it within the bound.
+    A lease kept on either worker's clock would expire at once or never.
+    """
+    workers = {
+        "ahead": cli.worker("ahead", env=skewed(env, "+6h")),
+        "behind": cli.worker("behind", env=skewed(env, "-6h")),
+    }
+    for name, sign in (("ahead", 1), ("behind", -1)):
+        offset = clock_offset_hours(workers[name].output())
+        assert abs(offset - 6 * sign) < 0.1, f"{name}'s clock is {offset:.2f} h off, not skewed"
+    # list_dir, not shell: under libfaketime, Python's time.sleep (which subprocess's
+    # wait(timeout) uses) fails now and then with EINVAL, an artefact of the preload.
+    steps: list[dict] = [
+        {"content": f"step {i}", "tool": "list_dir", "args": {"path": "."}, "sleep": 0.8}
+        for i in range(10)
+    ]
+    steps.append({"content": "All done."})
+    run_id = submit(cli, tmp_path, steps)
+    first = wait_running(store, run_id)
+    victim = workers.pop(first.worker)
+    (other,) = workers.values()
+    # Past two leases and a sweep on the other's clock: still the first attempt.
+    wait_for(lambda: tool_results(store, run_id) >= 6, 30, what="six tool results")
+    ran = stream_seconds(store.events(run_id)[-1]) - stream_seconds(first)
+    assert ran > 2 * LEASE + SWEEP, ran
+    assert [e.epoch for e in running_events(store.events(run_id))] == [first.epoch]
+
+    killed_at = time.time()
+    victim.signal_group(signal.SIGKILL)
+    victim.wait(5)
+    nxt = wait_running(store, run_id, first.epoch, timeout=BOUND + 5)
+    took = recovery_seconds(store.events(run_id), first.epoch, killed_at)
+    print(f"skewed clocks: {first.worker} killed, {nxt.worker} took over after {took:.2f} s")
+    assert nxt.worker == other.name
+    assert took is not None and took < BOUND
+    finish(cli, store, run_id, steps)
+    requeues = [e.reason for e in statuses(store, run_id) if e.status is Status.QUEUED]
+    assert requeues == ["submitted", "lease expired"]
+    # The record's times are the server's too (ours: same host, unskewed).
+    record = store.get(run_id)
+    for ms in (record.created_ms, record.updated_ms):
+        assert abs(ms / 1000 - time.time()) < 120, record
+
+
 def test_crash_loop_is_suspended_then_resumed(cli, store: RunStore, tmp_path: Path) -> None:
     steps = [
         {"content": "step 0", "tool": "shell", "args": {"command": "echo out-0"}},
@@ -199,8 +326,8 @@ def test_crash_loop_is_suspended_then_resumed(cli, store: RunStore, tmp_path: Pa
     followed = cli("follow", run_id)
     assert followed.returncode == 4, followed.stdout + followed.stderr
 
-    w1.signal(signal.SIGTERM)  # idle: it exits, so the resumed run waits in its queue
-    assert w1.wait(10) == 0
+    w1.signal(signal.SIGTERM)  # idle: it exits (within the grace), so the resumed run waits
+    assert w1.wait(GRACE) == 0
     resumed = cli("resume", run_id)
     assert resumed.returncode == 0, resumed.stderr
     record = store.get(run_id)
@@ -282,6 +409,59 @@ def test_sweep_by_hand_requeues_an_expired_lease(cli, store: RunStore) -> None:
     assert (requeue.status, requeue.worker, requeue.epoch) == (Status.QUEUED, "ghost", epoch)
     again = cli("sweep")
     assert json.loads(again.stdout)["requeued"] == [], again.stdout
+
+
+# ``runner sweep`` behind a gate: the libraries are imported first, then it waits for the
+# gate file, so several of them start sweeping within a few milliseconds of each other.
+GATED_SWEEP = """
+import os, runpy, sys, time
+import click, pydantic_settings, redis, rq  # the slow imports, before the gate
+gate = sys.argv.pop(1)
+print("at the gate", flush=True)
+while not os.path.exists(gate):
+    time.sleep(0.002)
+sys.argv = ["runner", "sweep"]
+runpy.run_module("runner", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_racing_sweepers_requeue_each_run_once(cli, store: RunStore, tmp_path: Path) -> None:
+    runs = []
+    for _ in range(150):
+        run_id = new_run_id()
+        first = [StatusEvent(status=Status.QUEUED, reason="submitted")]
+        store.create(run_id, {"queue": "default", "model": "scripted"}, first)
+        assert store.claim(run_id, "ghost", 0.3) == 1
+        runs.append(run_id)
+    wait_for(
+        lambda: not any(store.redis.exists(store.keys.lease(r)) for r in runs),
+        5,
+        what="the leases to expire",
+    )
+    gate = tmp_path / "gate"
+    sweeps = [
+        start([sys.executable, "-c", GATED_SWEEP, str(gate)], cli.env, tmp_path / f"sweep-{i}.log")
+        for i in range(3)
+    ]
+    cli.procs.extend(sweeps)
+    wait_for(lambda: all("at the gate" in p.output() for p in sweeps), 30, what="the sweeps' gate")
+    gate.touch()
+    for proc in sweeps:
+        assert proc.wait(30) == 0, proc.output()
+    reports = [json.loads(proc.output().splitlines()[-1])["requeued"] for proc in sweeps]
+
+    # They did race: more than one found work, and between them each run once.
+    assert sum(1 for r in reports if r) >= 2, [len(r) for r in reports]
+    requeued = [run_id for report in reports for run_id in report]
+    assert sorted(requeued) == sorted(runs)
+    rq = cli_rq(store)
+    for run_id in runs:
+        record = store.get(run_id)
+        assert (record.status, record.dirty) == (Status.QUEUED, 1), record
+        requeues = [e.reason for e in statuses(store, run_id) if e.status is Status.QUEUED]
+        assert requeues == ["submitted", "lease expired"]
+    waiting = [i.decode() for i in rq.lrange("rq:queue:default", 0, -1)]
+    assert sorted(waiting) == sorted(runs)  # each in its queue once
 
 
 def test_run_popped_by_a_worker_that_died_before_claiming_it(

@@ -13,8 +13,9 @@ import secrets
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 from rq.queue import Queue
@@ -31,7 +32,13 @@ from workers.worker import RunnerWorker
 if TYPE_CHECKING:
     from tests.conftest import Cli, Server
 
+T = TypeVar("T")
 PROMPT = "hand me off"
+# For workers that must not sweep while a test hands a turn off: each sweeps once as it
+# starts, then not for ten minutes. A run back in its queue after a handoff was then put
+# there by the worker that handed it off, not found later by a sweep (which, with the
+# conftest's fast times, would re-push a lost run 2 s after the handoff).
+NO_SWEEP = {"RUNNER_SWEEP_SECONDS": "600"}
 INTERRUPTED_SHELL = re.compile(
     r"^interrupted by a stop \(handoff\) after (\d+\.\d) s: the command was killed$"
 )
@@ -122,6 +129,33 @@ def committed_in(store: RunStore, run_id: str, epoch: int) -> bool:
     return any(isinstance(e, MessageEvent) and e.epoch == epoch for e in store.events(run_id))
 
 
+def record_after_handoff(store: RunStore, run_id: str, epoch: int) -> RunRecord:
+    """The run's record between attempt ``epoch``'s handoff and the next attempt's first commit.
+
+    A commit with a step resets ``dirty``, so a handoff counted as a dirty restart is only
+    visible before it: the record is read as soon as the handoff event is in the stream,
+    and the stream read after it shows no commit of a later attempt yet.
+    """
+
+    def handed_off() -> bool:
+        return any(
+            isinstance(e, StatusEvent) and e.status is Status.QUEUED and e.reason == "handoff"
+            for e in store.events(run_id)
+            if e.epoch == epoch
+        )
+
+    wait_for(handed_off, 20, 0.005, what=f"attempt {epoch} of {run_id} to hand off")
+    record = store.get(run_id)
+    later = [e for e in store.events(run_id) if isinstance(e, MessageEvent) and e.epoch > epoch]
+    assert not later, "the next attempt committed before the record could be read"
+    return record
+
+
+def in_queue(server: Server, queue: str = "default") -> list[str]:
+    """The job ids waiting in an RQ queue, front first."""
+    return list(Queue(queue, connection=server.client(decode=False)).job_ids)
+
+
 def wait_done(store: RunStore, run_id: str, timeout: float = 30) -> RunRecord:
     return wait_for(
         lambda: (r := store.get(run_id)).terminal and r, timeout, what=f"run {run_id} to end"
@@ -142,18 +176,24 @@ def check_follower(follower: Proc, store: RunStore, run_id: str) -> list[dict[st
     return printed
 
 
-def stop_worker(proc: Proc, sig: int, group: bool = False) -> tuple[int, float]:
-    """Signal a worker (its PID, or its whole group); its exit code and seconds to exit."""
+def stop_worker(
+    proc: Proc, sig: int, group: bool = False, meanwhile: Callable[[], T] | None = None
+) -> tuple[int, float, T | None]:
+    """Signal a worker (its PID, or its whole group); its exit code and seconds to exit.
+
+    ``meanwhile`` runs after the signal, while the worker hands off; its result is returned.
+    """
     start = time.monotonic()
     if group:
         proc.signal_group(sig)
     else:
         proc.signal(sig)
+    seen = meanwhile() if meanwhile is not None else None
     try:
         code = proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"worker {proc.name} did not exit:\n{proc.output()}") from None
-    return code, time.monotonic() - start
+    return code, time.monotonic() - start, seen
 
 
 def sleep_marker() -> tuple[str, str]:
@@ -174,9 +214,10 @@ def marked_pids(marker: str) -> list[int]:
     return pids
 
 
-def spawn_worker(cli: Cli, name: str) -> Proc:
+def spawn_worker(cli: Cli, name: str, extra_env: dict[str, str] | None = None) -> Proc:
     """Start a worker without waiting for it (see ``registered``)."""
-    proc = cli.spawn("worker", "--name", name, log=f"worker-{name}.log")
+    env = {**cli.env, **(extra_env or {})}
+    proc = cli.spawn("worker", "--name", name, log=f"worker-{name}.log", env=env)
     proc.name = name
     return proc
 
@@ -186,9 +227,11 @@ def registered(server: Server, proc: Proc) -> Proc:
     return wait_registered(server.client(), proc)
 
 
-def two_workers(cli: Cli, server: Server) -> dict[str, Proc]:
+def two_workers(
+    cli: Cli, server: Server, extra_env: dict[str, str] | None = None
+) -> dict[str, Proc]:
     """Workers w1 and w2 on the default queue, started side by side."""
-    workers = {name: spawn_worker(cli, name) for name in ("w1", "w2")}
+    workers = {name: spawn_worker(cli, name, extra_env) for name in ("w1", "w2")}
     return {name: registered(server, proc) for name, proc in workers.items()}
 
 
@@ -220,25 +263,29 @@ def test_stopped_worker_hands_off_and_another_finishes_the_turn(
     group: bool,
 ) -> None:
     steps = step_script(6, sleep=0.3)
-    workers = two_workers(cli, server)
+    workers = two_workers(cli, server, NO_SWEEP)
     run_id = submit(cli, tmp_path, steps)
     follower = start_follower(cli, run_id)
     first = wait_owner(store, run_id, steps=3).worker
     (second,) = set(workers) - {first}
 
-    code, took = stop_worker(workers[first], sig, group)
+    code, took, handed = stop_worker(
+        workers[first], sig, group, lambda: record_after_handoff(store, run_id, 1)
+    )
 
     assert code == 0, workers[first].output()
-    assert took < grace_of(env) + 2, f"worker took {took:.2f} s to exit"
+    assert took < grace_of(env), f"worker took {took:.2f} s to exit"
+    assert handed is not None and handed.dirty == 0, handed  # a handoff is no dirty restart
+    # No sweep runs now: only the handing-off worker's requeue lets the other one finish.
     assert wait_done(store, run_id).status is Status.SUCCEEDED
     assert transcript(cli, run_id) == expected_transcript(steps, {})
     assert statuses(store, run_id) == one_handoff(first, second)
     assert_each_once(store, run_id)
     assert "Traceback" not in workers[first].output()
     # The same signal to the worker left idle: it just exits.
-    code, took = stop_worker(workers[second], sig, group)
+    code, took, _ = stop_worker(workers[second], sig, group)
     assert code == 0, workers[second].output()
-    assert took < grace_of(env) + 2, f"idle worker took {took:.2f} s to exit"
+    assert took < grace_of(env), f"idle worker took {took:.2f} s to exit"
     printed = check_follower(follower, store, run_id)
     assert [e["status"] for e in printed if e["type"] == "status"] == [
         "queued",
@@ -276,10 +323,10 @@ def test_tool_in_flight_is_killed_at_the_grace_deadline(
 
     grace = grace_of(env)
     # The tool got what was left of the grace (not killed at once), then no more: it was
-    # killed by the turn, before the worker's own deadline (grace + 0.5 s) to kill the turn.
-    assert tool_deadline(grace) - 0.1 <= killed_after < grace + 0.5, killed_after
+    # killed by the turn, and the worker still exited within the grace.
+    assert tool_deadline(grace) - 0.1 <= killed_after < grace, killed_after
     assert code == 0, workers[first].output()
-    assert exited_after < grace + 2, exited_after
+    assert exited_after < grace, exited_after
     assert wait_done(store, run_id).status is Status.SUCCEEDED
     messages = transcript(cli, run_id)
     interrupted = messages[4]["content"]
@@ -297,23 +344,23 @@ def test_stop_during_model_sleep_hands_off_at_once(
         {"content": "step 1", "tool": "shell", "args": {"command": "echo out-1"}, "sleep": 30},
         {"content": "All done."},
     ]
-    workers = two_workers(cli, server)
+    workers = two_workers(cli, server, NO_SWEEP)
     run_id = submit(cli, tmp_path, steps)
     first = wait_owner(store, run_id, steps=2).worker  # step 0 done: the model now thinks
     (second,) = set(workers) - {first}
 
     start = time.monotonic()
     workers[first].signal(signal.SIGTERM)
-    handoff = ("queued", first, "handoff", 1)
-    wait_for(lambda: handoff in statuses(store, run_id), 10, 0.01, what="the handoff")
+    handed = record_after_handoff(store, run_id, 1)
     handed_off_after = time.monotonic() - start
     code = workers[first].wait(timeout=20)
     exited_after = time.monotonic() - start
 
     # The thought is abandoned at once: nowhere near the deadline a tool would get.
     assert handed_off_after < 1.0, handed_off_after
+    assert handed.dirty == 0, handed  # a handoff is no dirty restart
     assert code == 0, workers[first].output()
-    assert exited_after < grace_of(env) + 2, exited_after
+    assert exited_after < grace_of(env), exited_after
     # The other worker resumes: into the same 30 s thought, so cancel it there.
     assert wait_owner(store, run_id, epoch=2).worker == second
     assert cli("cancel", run_id).returncode == 0
@@ -368,14 +415,16 @@ def test_handed_off_turn_goes_to_the_front_of_its_queue(
         {"content": "step 1", "tool": "shell", "args": {"command": "echo out-1"}, "sleep": 30},
         {"content": "All done."},
     ]
-    w1 = registered(server, spawn_worker(cli, "w1"))
+    w1 = registered(server, spawn_worker(cli, "w1", NO_SWEEP))
     handed = submit(cli, tmp_path, thinking)
     wait_owner(store, handed, steps=2)  # w1 is busy with it for 30 s
     waiting = submit(cli, tmp_path, step_script(1))  # so this one queues behind it
 
-    code, _ = stop_worker(w1, signal.SIGTERM)
+    code, _, _ = stop_worker(w1, signal.SIGTERM)
     assert code == 0, w1.output()
-    registered(server, spawn_worker(cli, "w2"))
+    # No worker is left to sweep: w1 put it there itself, ahead of the one waiting.
+    assert in_queue(server) == [handed, waiting]
+    registered(server, spawn_worker(cli, "w2", NO_SWEEP))
 
     def taken_by_w2() -> list[str]:
         records = store.get_many([handed, waiting])
@@ -474,19 +523,23 @@ def test_ten_handoffs_in_a_row(
     steps = step_script(20, sleep=0.3)
     run_id = submit(cli, tmp_path, steps)
     follower = start_follower(cli, run_id)
-    current = registered(server, spawn_worker(cli, "w0"))
+    current = registered(server, spawn_worker(cli, "w0", NO_SWEEP))
     for i in range(handoffs):
         epoch = i + 1
         record = wait_owner(store, run_id, epoch=epoch)
         assert record.worker == current.name
         wait_for(lambda: committed_in(store, run_id, epoch), 10, 0.02, what="a step")  # noqa: B023
-        # The next worker starts while this one runs and hands off: it is the only
-        # one listening when the turn comes back to the queue.
-        following = spawn_worker(cli, f"w{i + 1}" if i + 1 < handoffs else "last")
-        code, took = stop_worker(current, signal.SIGTERM)
+        code, took, _ = stop_worker(current, signal.SIGTERM)
         assert code == 0, current.output()
-        assert took < grace_of(env) + 2, f"handoff {i}: worker took {took:.2f} s to exit"
+        assert took < grace_of(env), f"handoff {i}: worker took {took:.2f} s to exit"
         assert ("queued", current.name, "handoff", epoch) in statuses(store, run_id)
+        # No worker is left to sweep or to take the run: the one that handed it off put
+        # it back in its queue, and did not count the handoff as a dirty restart.
+        record = store.get(run_id)
+        assert (record.status, record.epoch, record.dirty) == (Status.QUEUED, epoch, 0), record
+        assert in_queue(server) == [run_id], f"handoff {i}: the run is not back in its queue"
+        # The next worker is then the only one listening when it takes the turn.
+        following = spawn_worker(cli, f"w{i + 1}" if i + 1 < handoffs else "last", NO_SWEEP)
         current = registered(server, following)
 
     assert wait_done(store, run_id).status is Status.SUCCEEDED

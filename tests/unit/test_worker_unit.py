@@ -241,7 +241,9 @@ def test_stop_signal_after_the_horse_is_gone(
     monkeypatch.setattr(os, "kill", gone)
     worker._horse_pid = 4242
     worker.request_stop(signal.SIGTERM, None)  # no error
+    # The stop is kept: the worker still hands off and exits once the horse is reaped.
     assert worker._stop_requested
+    assert worker._handoff_at is not None
 
 
 # -- registration under a name -------------------------------------------------------------
@@ -396,8 +398,11 @@ def test_reconcile_repushes_a_queued_run_in_no_queue(worker: RunnerWorker, store
     assert Queue("default", connection=worker.connection).job_ids == [run_id]
 
 
-def test_reconcile_of_an_unknown_run(worker: RunnerWorker) -> None:
-    worker._reconcile(new_run_id(), "default")  # nothing to do, no error
+def test_reconcile_of_an_unknown_run(worker: RunnerWorker, store: RunStore) -> None:
+    run_id = new_run_id()  # a plain RQ job whose id names no run
+    worker._reconcile(run_id, "default")  # nothing to do, no error
+    assert Queue("default", connection=worker.connection).job_ids == []
+    assert store.redis.keys("*") == []  # no record, stream or index entry made up for it
 
 
 # -- the sweep -----------------------------------------------------------------------------
