@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     max_script_bytes: int = Field(default=1024 * 1024, ge=1)
     lease_seconds: float = Field(default=15.0, ge=1.0, allow_inf_nan=False)
     sweep_seconds: float = Field(default=5.0, ge=0.1, allow_inf_nan=False)
+    # How often a running turn's heartbeat looks for a cancel (one small script call per
+    # running turn each time); the lease is renewed at least every third of its length.
+    cancel_poll_seconds: float = Field(default=1.0, ge=0.1, allow_inf_nan=False)
     shutdown_grace: float = Field(default=20.0, gt=0, allow_inf_nan=False)
     max_dirty_restarts: int = Field(default=3, ge=0)
     workspace_root: Path = Field(default_factory=lambda: _default_data_dir() / "workspaces")

@@ -19,16 +19,26 @@ from workers.stop import Stop
 log = logging.getLogger("runner.lease")
 
 # The heartbeat is also how a cancel reaches a running turn (and its tool): it beats at
-# least this often, whatever the lease length, so ``runner cancel`` acts within seconds.
+# least this often (RUNNER_CANCEL_POLL_SECONDS), whatever the lease length, so
+# ``runner cancel`` acts within seconds.
 CANCEL_POLL_SECONDS = 1.0
 
 
 class Lease:
-    """Renews the lease (every third of it, at least every second); stops the turn when
-    fenced or cancelled."""
+    """Renews the lease (every third of it, at least every ``poll`` seconds); stops the
+    turn when fenced or cancelled."""
 
-    def __init__(self, store: RunStore, run_id: str, epoch: int, seconds: float, stop: Stop):
+    def __init__(
+        self,
+        store: RunStore,
+        run_id: str,
+        epoch: int,
+        seconds: float,
+        stop: Stop,
+        poll: float = CANCEL_POLL_SECONDS,
+    ):
         self.store = store
+        self.poll = poll
         self.run_id = run_id
         self.epoch = epoch
         self.seconds = seconds
@@ -45,7 +55,7 @@ class Lease:
         self._thread.join(timeout=self.seconds)
 
     def _loop(self) -> None:
-        interval = min(self.seconds / 3, CANCEL_POLL_SECONDS)
+        interval = min(self.seconds / 3, self.poll)
         while not self._done.wait(interval):
             try:
                 beat = self.store.heartbeat(self.run_id, self.epoch, self.seconds)

@@ -66,7 +66,7 @@ def run_turn(run_id: str) -> str:
     fields["epoch"] = epoch
     log.info("attempt started", extra=fields)
     workspace = settings.workspace_root / run_id
-    with Lease(store, run_id, epoch, settings.lease_seconds, stop):
+    with Lease(store, run_id, epoch, settings.lease_seconds, stop, settings.cancel_poll_seconds):
         record = claiming(lambda: store.get(run_id))
         outcome = _attempt(store, record, epoch, stop, settings, workspace, worker)
     ended = _end(store, run_id, epoch, outcome, worker, stop, settings, fields)

@@ -180,13 +180,14 @@ def test_woken_zombie_first_write_is_rejected_as_stale(
     """Guarantee 2 on its own: the epoch check in the commit fences a woken zombie.
 
     The zombie's lease is made to run out on the server while it is frozen. Its lease is
-    ten minutes long, so its heartbeat (every third of that) cannot find out first: the
+    ten minutes long and its heartbeat (which also looks for a cancel) beats every ten
+    minutes too, so the heartbeat cannot find out first: the
     first thing it does on waking is commit the answer it was computing, and that commit
     must be refused for its epoch. (The stream-length check alone would not do: the
     takeover appends two events, as many as the zombie's answer and its usage, and a
     commit that finds exactly its own count of new events passes as a retry that landed.)
     """
-    long_lease = {**env, "RUNNER_LEASE_SECONDS": "600"}
+    long_lease = {**env, "RUNNER_LEASE_SECONDS": "600", "RUNNER_CANCEL_POLL_SECONDS": "600"}
     steps = step_script(6, sleep=0.8)
     workers = {name: cli.worker(name, env=long_lease) for name in ("w1", "w2")}
     run_id = submit(cli, tmp_path, steps)
