@@ -269,9 +269,15 @@ def test_stopped_worker_hands_off_and_another_finishes_the_turn(
     first = wait_owner(store, run_id, steps=3).worker
     (second,) = set(workers) - {first}
 
-    code, took, handed = stop_worker(
-        workers[first], sig, group, lambda: record_after_handoff(store, run_id, 1)
-    )
+    # The other worker is frozen until the record has been read, so its claim and first
+    # commit (which resets dirty) cannot race the read, however loaded the machine is.
+    workers[second].signal(signal.SIGSTOP)
+    try:
+        code, took, handed = stop_worker(
+            workers[first], sig, group, lambda: record_after_handoff(store, run_id, 1)
+        )
+    finally:
+        workers[second].signal(signal.SIGCONT)
 
     assert code == 0, workers[first].output()
     assert took < grace_of(env), f"worker took {took:.2f} s to exit"
