@@ -73,6 +73,7 @@ class RunRecord(BaseModel):
     created_ms: int = 0
     updated_ms: int = 0
     cancel: bool = False
+    workspace: str = ""  # set while the workspace is not carried across hosts: why
     damaged: str = ""  # set when the stored record does not validate: what is wrong
 
     @property
