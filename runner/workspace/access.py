@@ -67,6 +67,11 @@ def pull(manifest: mf.Manifest, dest: str, blobs: Blobs, force: bool) -> Written
     if target.exists() or target.is_symlink():
         if not target.is_dir() or target.is_symlink():
             raise BadInput(f"{dest}: not a directory")
-        if not force and any(os.scandir(target)):
+        if not force and _has_entries(target):
             raise BadInput(f"{dest} is not empty (use --force to write into it)")
     return materialize(target, manifest.values(), blobs)
+
+
+def _has_entries(directory: Path) -> bool:
+    with os.scandir(directory) as entries:
+        return any(True for _ in entries)
