@@ -196,6 +196,8 @@ def run(console: Console, r: RunRecord) -> None:
         rows.append(("session", visible(r.session)))
     if r.error:
         rows.append(("error", visible(r.error)))
+    if r.workspace:
+        rows.append(("workspace", Text(visible(r.workspace), "yellow")))
     console.print(Text.assemble((visible(r.id), "bold"), "  ", visible(r.title)))
     for key, value in rows:
         console.print(Text.assemble(f"  {key:<15}", value))

@@ -170,3 +170,46 @@ def test_submit_workspace_diff_and_pull(cli: Cli, store: RunStore, tmp_path: Pat
     assert not_dir.returncode == 2
     assert not_dir.stderr.strip() == f"error: --workspace {start / 'tool.sh'}: not a directory"
     assert json.loads(cli("status", run_id, "--json").stdout)["workspace"] == ""
+
+
+def test_past_the_cap_the_run_goes_on_and_says_so(
+    cli: Cli, store: RunStore, tmp_path: Path
+) -> None:
+    steps = [
+        {"content": "big", "tool": "shell", "args": {"command": "head -c 4096 /dev/zero > big"}},
+        {"content": "All done."},
+    ]
+    script = write_script(tmp_path / "script.json", steps)
+    env = {**cli.env, "RUNNER_WORKSPACE_ROOT": str(tmp_path / "root")}
+    cli.worker("w", env={**env, "RUNNER_WORKSPACE_MAX_BYTES": "1000"})
+    run_id = cli.submit("--model", "scripted", "--script", str(script), "grow")
+    done = _wait(store, run_id, lambda r: r.terminal, "the run to end")
+    assert done.status is Status.SUCCEEDED
+    assert "no longer carried across hosts" in done.workspace
+    result = [e for e in store.events(run_id) if isinstance(e, MessageEvent) and e.role == "tool"]
+    assert "[workspace] the workspace holds more than" in result[0].content
+    shown = cli("status", run_id)
+    assert "no longer carried across hosts" in shown.stdout, shown.stdout
+
+
+def test_a_missing_blob_is_one_clear_line(cli: Cli, store: RunStore, tmp_path: Path) -> None:
+    start = tmp_path / "start"
+    start.mkdir()
+    (start / "f.txt").write_text("one\n")
+    steps = [
+        {"content": "edit", "tool": "write_file", "args": {"path": "f.txt", "content": "two\n"}},
+        {"content": "All done."},
+    ]
+    script = write_script(tmp_path / "script.json", steps)
+    cli.worker("w", env={**cli.env, "RUNNER_WORKSPACE_ROOT": str(tmp_path / "root")})
+    run_id = cli.submit(
+        "--model", "scripted", "--script", str(script), "--workspace", str(start), "x"
+    )
+    _wait(store, run_id, lambda r: r.terminal, "the run to end")
+    store.redis.delete(store.keys.blobs(run_id))  # purged or lost
+    for args in (("diff", run_id), ("pull", run_id, str(tmp_path / "out"))):
+        done = cli(*args)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.startswith("error: workspace blob "), done.stderr
+        assert "is missing" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
