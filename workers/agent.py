@@ -21,7 +21,7 @@ from typing import TypeVar
 import redis
 
 from runner import outage
-from runner.errors import StaleEpoch, WorkspaceError
+from runner.errors import BadInput, StaleEpoch, WorkspaceError
 from runner.events import (
     Event,
     MessageEvent,
@@ -224,20 +224,19 @@ class Turn:
 
     def _restore(self, events: list[Event]) -> None:
         """Bring the directory to the last committed workspace before anything runs."""
-        blobs = open_blobs(
-            self.settings.workspace_store, self.store.redis, self.store.keys, self.run_id
-        )
         cfg = self.settings
-        self.checkpoint = Checkpoint(
-            self.workspace,
-            blobs,
-            ws_manifest.fold(events),
-            cfg.workspace_max_bytes,
-            cfg.workspace_ignore,
-        )
         try:
+            blobs = open_blobs(cfg.workspace_store, self.store.redis, self.store.keys, self.run_id)
+            self.checkpoint = Checkpoint(
+                self.workspace,
+                blobs,
+                ws_manifest.fold(events),
+                cfg.workspace_max_bytes,
+                cfg.workspace_ignore,
+            )
             done = self._retrying(self.checkpoint.restore)
-        except (OSError, WorkspaceError) as exc:
+        except (OSError, WorkspaceError, BadInput) as exc:
+            # BadInput: a store URL this worker cannot open (fsspec or its backend missing).
             line = f"workspace not restored: {exc}"
             log.warning("workspace not restored", extra={**self.fields, "error": str(exc)})
         else:

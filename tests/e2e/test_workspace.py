@@ -213,3 +213,22 @@ def test_a_missing_blob_is_one_clear_line(cli: Cli, store: RunStore, tmp_path: P
         assert done.stderr.startswith("error: workspace blob "), done.stderr
         assert "is missing" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_workspace_that_cannot_be_restored_is_said_not_crashed(
+    cli: Cli, store: RunStore, tmp_path: Path
+) -> None:
+    start = tmp_path / "start"
+    start.mkdir()
+    (start / "f.txt").write_text("one\n")
+    script = write_script(tmp_path / "script.json", [{"content": "All done."}])
+    run_id = cli.submit(
+        "--model", "scripted", "--script", str(script), "--workspace", str(start), "x"
+    )
+    store.redis.delete(store.keys.blobs(run_id))
+    worker = _worker(cli, "w", tmp_path / "root")
+    done = _wait(store, run_id, lambda r: r.terminal, "the run to end")
+    assert done.status is Status.SUCCEEDED
+    reasons = [e.reason or "" for e in store.events(run_id) if isinstance(e, StatusEvent)]
+    assert any(r.startswith("workspace not restored: workspace blob ") for r in reasons), reasons
+    assert "Traceback" not in worker.output()
