@@ -74,7 +74,7 @@ class Checkpoint:
             return None
         written = materialize(self.root, differ, self.blobs)
         removed = prune(self.root, self.manifest, extra)
-        self.scanner.scan()  # remember the facts of what was just written
+        self.scanner.remember(differ)  # what was just written needs no second read
         return Restored(written.files, written.bytes, removed, time.monotonic() - started)
 
     def step(self) -> tuple[WorkspaceEvent | None, str]:

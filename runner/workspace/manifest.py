@@ -95,7 +95,7 @@ def changes(
     old: Mapping[str, WorkspaceChange], new: Mapping[str, WorkspaceChange]
 ) -> list[WorkspaceChange]:
     """What turns ``old`` into ``new``: changed or new entries, then deletions."""
-    out = [entry for path, entry in new.items() if old.get(path) != entry]
+    out = [e for p, e in new.items() if (was := old.get(p)) is not e and was != e]
     out += [WorkspaceChange(path=p, kind="deleted") for p in old if p not in new]
     return out
 

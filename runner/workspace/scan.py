@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,25 +48,42 @@ class Scanner:
         self.root = root
         self.max_bytes = max_bytes
         self.ignore = pathspec.GitIgnoreSpec.from_lines(ignore) if ignore else None
-        self._cache: dict[str, tuple[Facts, str]] = {}
+        self._cache: dict[str, tuple[Facts, WorkspaceChange]] = {}
 
     def scan(self) -> Scan:
         """Walk the directory (which must exist) and return what it holds now."""
         found = Scan()
-        seen: dict[str, tuple[Facts, str]] = {}
-        self._walk(self.root, "", found, seen)
+        seen: dict[str, tuple[Facts, WorkspaceChange]] = {}
+        self._walk(str(self.root), "", found, seen)
         self._cache = seen
         return found
+
+    def remember(self, entries: Iterable[WorkspaceChange]) -> None:
+        """Take the files of ``entries``, just written here, as hashed (no read next scan)."""
+        for entry in entries:
+            if entry.kind != "file":
+                continue
+            try:
+                st = os.lstat(os.path.join(self.root, entry.path))
+            except OSError:
+                continue
+            facts: Facts = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode)
+            self._cache[entry.path] = (facts, entry)
 
     def forget(self) -> None:
         """Hash everything again on the next scan."""
         self._cache.clear()
 
     def _walk(
-        self, directory: Path, prefix: str, found: Scan, seen: dict[str, tuple[Facts, str]]
+        self,
+        directory: str,
+        prefix: str,
+        found: Scan,
+        seen: dict[str, tuple[Facts, WorkspaceChange]],
     ) -> None:
         try:
-            children = sorted(os.scandir(directory), key=lambda d: d.name)
+            with os.scandir(directory) as listing:
+                children = list(listing)
         except FileNotFoundError:
             return  # removed while we walked: what is gone is gone
         except OSError as exc:
@@ -82,21 +100,21 @@ class Scanner:
                 st = child.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
-            self._entry(Path(child.path), rel, st, found, seen)
+            self._entry(child.path, rel, st, found, seen)
 
     def _entry(
         self,
-        path: Path,
+        path: str,
         rel: str,
         st: os.stat_result,
         found: Scan,
-        seen: dict[str, tuple[Facts, str]],
+        seen: dict[str, tuple[Facts, WorkspaceChange]],
     ) -> None:
         mode = stat.S_IMODE(st.st_mode) & 0o777
         if stat.S_ISDIR(st.st_mode):
             if self._ignored(rel + "/"):
                 return
-            found.entries[rel] = WorkspaceChange(path=rel, kind="dir", mode=mode)
+            found.entries[rel] = WorkspaceChange.model_construct(path=rel, kind="dir", mode=mode)
             self._walk(path, rel + "/", found, seen)
         elif self._ignored(rel):
             return
@@ -106,7 +124,9 @@ class Scanner:
             except (OSError, WorkspaceError) as exc:
                 found.skipped.append(str(exc) if isinstance(exc, WorkspaceError) else rel)
                 return
-            found.entries[rel] = WorkspaceChange(path=rel, kind="link", target=target)
+            found.entries[rel] = WorkspaceChange.model_construct(
+                path=rel, kind="link", target=target
+            )
         elif stat.S_ISREG(st.st_mode):
             self._file(path, rel, st, mode, found, seen)
         else:
@@ -114,12 +134,12 @@ class Scanner:
 
     def _file(
         self,
-        path: Path,
+        path: str,
         rel: str,
         st: os.stat_result,
         mode: int,
         found: Scan,
-        seen: dict[str, tuple[Facts, str]],
+        seen: dict[str, tuple[Facts, WorkspaceChange]],
     ) -> None:
         if found.total + st.st_size > self.max_bytes:
             found.over = True
@@ -128,7 +148,7 @@ class Scanner:
         facts: Facts = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode)
         cached = self._cache.get(rel)
         if cached is not None and cached[0] == facts:
-            digest, size = cached[1], st.st_size
+            entry = cached[1]  # the same object: comparing it with the manifest is cheap
         else:
             try:
                 data = _read(path)
@@ -138,13 +158,14 @@ class Scanner:
             except OSError as exc:
                 found.skipped.append(f"{rel}: cannot read ({exc.strerror})")
                 return
-            digest, size = hashlib.sha256(data).hexdigest(), len(data)
+            digest = hashlib.sha256(data).hexdigest()
             found.fresh[digest] = data
-        seen[rel] = (facts, digest)
-        found.total += size
-        found.entries[rel] = WorkspaceChange(
-            path=rel, kind="file", mode=mode, hash=digest, size=size
-        )
+            entry = WorkspaceChange.model_construct(
+                path=rel, kind="file", mode=mode, hash=digest, size=len(data)
+            )
+        seen[rel] = (facts, entry)
+        found.total += entry.size or 0
+        found.entries[rel] = entry
 
     def _ignored(self, rel: str) -> bool:
         return self.ignore is not None and self.ignore.match_file(rel)
@@ -158,7 +179,7 @@ def _utf8(name: str) -> bool:
     return "\\" not in name
 
 
-def _read(path: Path) -> bytes:
+def _read(path: str) -> bytes:
     """A regular file's bytes, opened without following a link that replaced it."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:

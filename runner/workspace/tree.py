@@ -36,8 +36,9 @@ def materialize(root: Path, entries: Iterable[WorkspaceChange], blobs: Blobs) ->
     contents = blobs.get_many(e.hash or "" for e in todo if e.kind == "file")
     root.mkdir(parents=True, exist_ok=True)
     files = size = 0
+    made: set[str] = set()  # parents already made real in this call
     for entry in sorted(todo, key=lambda e: (_order(e), e.path.count("/"), e.path)):
-        target = _clear_way(root, entry.path)
+        target = _clear_way(root, entry.path, made)
         if entry.kind == "dir":
             _make_dir(target, entry.mode)
         elif entry.kind == "file":
@@ -64,10 +65,16 @@ def _order(entry: WorkspaceChange) -> int:
     return {"dir": 0, "file": 1, "link": 2}.get(entry.kind, 3)
 
 
-def _clear_way(root: Path, path: str) -> Path:
-    """``root/path``, with every parent a real directory (a link or file in the way goes)."""
+def _clear_way(root: Path, path: str, made: set[str]) -> Path:
+    """``root/path``, with every parent a real directory (a link or file in the way goes).
+
+    Links are written last, so a parent made real earlier in the same call stays real.
+    """
+    parent = path.rpartition("/")[0]
+    if not parent or parent in made:
+        return root / path
     current = root
-    for part in path.split("/")[:-1]:
+    for part in parent.split("/"):
         current = current / part
         try:
             st = os.lstat(current)
@@ -77,7 +84,8 @@ def _clear_way(root: Path, path: str) -> Path:
         if not stat.S_ISDIR(st.st_mode):
             _remove(current)
             current.mkdir()
-    return current / path.rsplit("/", 1)[-1]
+    made.add(parent)
+    return root / path
 
 
 def _make_dir(target: Path, mode: int | None) -> None:
