@@ -222,8 +222,7 @@ class Client:
     def workspace(self, run_id: str) -> Manifest:
         """The run's last committed workspace manifest (path -> entry)."""
         self.get(run_id)
-        raw: dict[str, str] = self.store.redis.hgetall(self.keys.manifest(run_id))
-        return manifest_from_hash(raw)
+        return manifest_from_hash(self.store.manifest(run_id))
 
     @_boundary
     def diff(self, run_id: str) -> str:

@@ -290,6 +290,11 @@ class RunStore:
         value = self.redis.get(self.keys.script(run_id))
         return None if value is None else str(value)
 
+    def manifest(self, run_id: str) -> dict[str, str]:
+        """The run's last committed workspace manifest as stored (path -> entry JSON)."""
+        raw: dict[str, str] = self.redis.hgetall(self.keys.manifest(run_id))
+        return raw
+
     def events(self, run_id: str, after: str = "-", count: int | None = None) -> list[Event]:
         """Events after stream id ``after`` (exclusive; ``-`` for all), oldest first."""
         start = "-" if after in ("-", "0", "0-0") else f"({after}"
