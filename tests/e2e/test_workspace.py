@@ -62,15 +62,18 @@ def _wait(store: RunStore, run_id: str, check: Any, what: str) -> RunRecord:
 
 
 @pytest.mark.parametrize(
-    ("sig", "group"),
+    ("sig", "group", "shared"),
     [
-        pytest.param(signal.SIGTERM, False, id="sigterm"),
-        pytest.param(signal.SIGKILL, True, id="sigkill-group"),
+        pytest.param(signal.SIGTERM, False, False, id="sigterm"),
+        pytest.param(signal.SIGKILL, True, False, id="sigkill-group"),
+        pytest.param(signal.SIGTERM, False, True, id="sigterm-directory-store"),
     ],
 )
 def test_files_follow_the_turn_to_another_host(
-    cli: Cli, store: RunStore, tmp_path: Path, sig: int, group: bool
+    cli: Cli, store: RunStore, tmp_path: Path, sig: int, group: bool, shared: bool
 ) -> None:
+    if shared:  # a shared directory instead of the run's Redis keys
+        cli.env["RUNNER_WORKSPACE_STORE"] = f"file://{tmp_path / 'shared'}"
     script = write_script(tmp_path / "script.json", STEPS)
     first = _worker(cli, "host1", tmp_path / "host1")
     run_id = cli.submit("--model", "scripted", "--script", str(script), "make files")
@@ -109,6 +112,9 @@ def test_files_follow_the_turn_to_another_host(
         ["a.txt", "gone.txt"],
     ]
     assert "Traceback" not in first.output()
+    if shared:
+        assert list((tmp_path / "shared").rglob("*")), "the blobs went to the directory"
+        assert not store.redis.exists(store.keys.blobs(run_id))
 
 
 def test_submit_workspace_diff_and_pull(cli: Cli, store: RunStore, tmp_path: Path) -> None:
