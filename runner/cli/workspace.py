@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from runner.cli.group import cli, client, guarded, run_id_arg
+from runner.cli.render import visible
 
 
 @cli.command()
@@ -14,9 +17,12 @@ def diff(run_id: str) -> None:
     """Print a run's workspace changes against its start as a unified diff.
 
     Reads the last commit, so it works on a running run too; binary files are named,
-    not printed.
+    not printed. On a terminal, control characters are shown escaped; piped, the diff is
+    exact (for patch or git apply).
     """
     text = client().diff(run_id)
+    if text and sys.stdout.isatty():
+        text = visible(text)  # a terminal never interprets what a model wrote (guarantee 8)
     if text:
         click.echo(text, nl=False)
     else:
