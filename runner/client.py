@@ -40,6 +40,12 @@ from runner.keys import Keys, check_run_id, new_run_id
 from runner.providers import check_model_spec
 from runner.settings import Settings, load_settings
 from runner.store import RunRecord, RunStore
+from runner.workspace import access
+from runner.workspace.access import UploadProgress
+from runner.workspace.blobs import Blobs, open_blobs
+from runner.workspace.manifest import Manifest
+from runner.workspace.manifest import from_hash as manifest_from_hash
+from runner.workspace.tree import Written
 
 __all__ = [
     "Client",
@@ -67,6 +73,7 @@ class Submission:
     max_steps: int | None = None
     script: str = ""
     session: str = ""
+    workspace: str = ""  # a directory uploaded as the run's starting workspace
 
 
 def open_client(settings: Settings | None = None) -> Client:
@@ -120,14 +127,24 @@ class Client:
     # -- submit -----------------------------------------------------------------------
 
     @_boundary
-    def submit(self, sub: Submission) -> str:
-        """Check a submission, create its run and enqueue it; returns the run id."""
+    def submit(self, sub: Submission, progress: UploadProgress | None = None) -> str:
+        """Check a submission, create its run and enqueue it; returns the run id.
+
+        With ``sub.workspace``, the directory is stored first (``progress`` is told as
+        it goes) and becomes the run's starting workspace.
+        """
         fields = self.check(sub)
         run_id = new_run_id()
-        first: list[Event] = [
-            StatusEvent(status=Status.QUEUED, reason="submitted"),
-            MessageEvent(role="user", content=sub.prompt),
-        ]
+        first: list[Event] = [StatusEvent(status=Status.QUEUED, reason="submitted")]
+        if sub.workspace:
+            cfg = self.settings
+            blobs = self._blobs(run_id, ttl_ms=self.settings.retention_seconds * 1000)
+            first.append(
+                access.upload(
+                    sub.workspace, blobs, cfg.workspace_max_bytes, cfg.workspace_ignore, progress
+                )
+            )
+        first.append(MessageEvent(role="user", content=sub.prompt))
         self.store.create(run_id, fields, first, sub.script, session=sub.session)
         # If this enqueue is lost, the sweeper finds a queued run that no queue holds.
         queueing.enqueue(
@@ -195,6 +212,28 @@ class Client:
     def workers_serving(self, queue: str) -> int:
         """How many workers listen on ``queue``."""
         return queueing.workers_serving(self.rq, check_queue(queue))
+
+    # -- workspace --------------------------------------------------------------------
+
+    def _blobs(self, run_id: str, ttl_ms: int = 0) -> Blobs:
+        return open_blobs(self.settings.workspace_store, self.redis, self.keys, run_id, ttl_ms)
+
+    @_boundary
+    def workspace(self, run_id: str) -> Manifest:
+        """The run's last committed workspace manifest (path -> entry)."""
+        self.get(run_id)
+        return manifest_from_hash(self.store.manifest(run_id))
+
+    @_boundary
+    def diff(self, run_id: str) -> str:
+        """The run's workspace changes against its start, as a unified diff."""
+        self.get(run_id)
+        return access.diff(self.store.events(run_id), self._blobs(run_id))
+
+    @_boundary
+    def pull(self, run_id: str, dest: str, force: bool = False) -> Written:
+        """Write the run's last committed workspace to ``dest`` (empty unless ``force``)."""
+        return access.pull(self.workspace(run_id), dest, self._blobs(run_id), force)
 
     # -- steer ------------------------------------------------------------------------
 

@@ -2,8 +2,10 @@
 
 Embedded server, two workers, a ten-step turn. After the fourth step the worker running
 the turn gets SIGTERM (what a deploy, an autoscaler or ``docker stop`` sends); the turn
-is handed off, resumes on the other worker, and ends. The last line checks that the
-transcript holds every step exactly once.
+is handed off, resumes on the other worker, and ends. The workers have workspace roots
+of their own (two hosts), so the files the turn wrote must follow it. The check line
+says that the transcript holds every step exactly once and that the files followed;
+the run's final diff is printed after it.
 """
 
 from __future__ import annotations
@@ -91,7 +93,11 @@ def run(settings: Settings, console: Console) -> int:
         f"workers {names[0]} and {names[1]} (logs in {logs})"
     )
     with open(logs / f"{queue}.log", "ab") as log:
-        workers = [spawn_worker(name, [queue], env, log) for name in names]
+        roots = {n: str(settings.data_dir / "demo-workspaces" / n) for n in names}
+        workers = [
+            spawn_worker(name, [queue], {**env, "RUNNER_WORKSPACE_ROOT": roots[name]}, log)
+            for name in names
+        ]
         try:
             wait_serving(client.rq, queue, 2, workers)
             steps = script()
@@ -160,16 +166,29 @@ def _verdict(
     workers = {
         e.worker for e in events if isinstance(e, StatusEvent) and e.status is Status.RUNNING
     }
+    restored = [
+        e
+        for e in events
+        if isinstance(e, StatusEvent) and (e.reason or "").startswith("workspace restored")
+    ]
     ok = (
         record.status is Status.SUCCEEDED
         and said == expected
         and results == call_ids
         and handoffs >= 1
+        and bool(restored)
     )
     mark = "[bold green]✓[/]" if ok else "[bold red]✗[/]"
+    followed = (
+        f"files followed the turn to {restored[0].worker}"
+        if restored
+        else "the files did not follow the turn"
+    )
     console.print(
         f"\n{mark} {record.status.value}: {len(said)}/{len(expected)} steps, each "
         f"exactly once and in order; {len(results)}/{len(call_ids)} tool results; "
-        f"{handoffs} handoff(s) across {len(workers)} workers"
+        f"{handoffs} handoff(s) across {len(workers)} workers; {followed}"
     )
+    console.print("\n[bold]final diff[/bold] (runner diff " + run_id + "):")
+    console.print(render.visible(client.diff(run_id)), markup=False, highlight=False, end="")
     return 0 if ok else 1

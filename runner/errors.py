@@ -11,6 +11,7 @@ RunnerError                 base; the CLI prints one line ``error: message``, ex
 ├── ModelError              the model provider failed (the run fails with its message)
 ├── ToolError               a tool call was refused (the model reads ``error: message``)
 ├── BenchError              exit 1: ``runner bench`` could not complete
+├── WorkspaceError          exit 1: a workspace could not be stored, restored or pulled
 └── StaleEpoch              a fenced write from an attempt that no longer owns the run
 """
 
@@ -64,6 +65,10 @@ class ModelError(RunnerError):
 
 class ToolError(RunnerError):
     """The tool call was refused."""
+
+
+class WorkspaceError(RunnerError):
+    """A workspace could not be stored, restored or pulled."""
 
 
 class StaleEpoch(RunnerError):

@@ -81,9 +81,39 @@ class UsageEvent(_Event):
     cost: float | None = None
 
 
+class WorkspaceChange(BaseModel):
+    """One manifest entry a step changed: a file, directory or symlink, or a deletion."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    kind: Literal["file", "dir", "link", "deleted"]
+    mode: int | None = None  # permission bits (files and directories)
+    hash: str | None = None  # sha256 of a file's contents, in the run's blob store
+    size: int | None = None
+    target: str | None = None  # a symlink's target, relative and inside the workspace
+
+
+class WorkspaceEvent(_Event):
+    """What a step changed in the run's workspace (issue 11); committed with the step.
+
+    The run's stream folds to its workspace manifest, so history (diff, fork) can be
+    rebuilt. ``note`` is set when the workspace stops (or starts again) being carried
+    across hosts ("" clears it); ``skipped`` names what the scan could not keep.
+    """
+
+    type: Literal["workspace"] = "workspace"
+    changes: list[WorkspaceChange]
+    files: int = 0
+    bytes: int = 0
+    note: str | None = None
+    skipped: list[str] | None = None
+
+
 # The one union of every event type, discriminated on ``type``. A new event type is one
 # model above plus its name here (and one renderer in runner/cli/render.py).
-Event = Annotated[StatusEvent | MessageEvent | UsageEvent, Field(discriminator="type")]
+Event = Annotated[
+    StatusEvent | MessageEvent | UsageEvent | WorkspaceEvent, Field(discriminator="type")
+]
 _adapter: TypeAdapter[Event] = TypeAdapter(Event)
 _ENVELOPE = frozenset({"v", "id", "ts", "epoch", "type"})
 

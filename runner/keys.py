@@ -27,7 +27,7 @@ MAX_ID_SHOWN = 40  # a rejected id is echoed back at most this long
 SESSION_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 # A run's own keys (the Keys method of each name takes the run id); they expire together.
-RUN_KEYS = ("record", "events", "lease", "inbox", "script")
+RUN_KEYS = ("record", "events", "lease", "inbox", "script", "manifest", "blobs")
 # Global keys (Keys properties), then the session's own set (present only when the run
 # belongs to a session: the last slot, so the others never move).
 INDEX_KEYS = ("runs", "active", "queued", "sessions")
@@ -94,6 +94,14 @@ class Keys:
     def script(self, run_id: str) -> str:
         """String: the scripted model's JSON script, stored at submit time."""
         return self._run(run_id, "script")
+
+    def manifest(self, run_id: str) -> str:
+        """Hash: the last committed workspace, path -> entry JSON (kept by the scripts)."""
+        return self._run(run_id, "manifest")
+
+    def blobs(self, run_id: str) -> str:
+        """Hash: file contents of the run's workspace by sha256 (RUNNER_WORKSPACE_STORE=redis)."""
+        return self._run(run_id, "blobs")
 
     def run_keys(self, run_id: str) -> list[str]:
         """All keys of one run (for retention and deletion)."""

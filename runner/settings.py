@@ -69,6 +69,14 @@ class Settings(BaseSettings):
         description="comma-separated names of variables tools get besides the allowlist "
         "(RUNNER_* and provider keys are never passed)",
     )
+    # Workspaces (issue 11): where file contents go, how much one workspace may hold,
+    # and gitignore-style patterns (comma-separated) of what is never carried.
+    workspace_store: str = Field(
+        default="redis",
+        description="redis, or a directory/object-store URL (file:///mnt/shared/ws, s3://b/ws)",
+    )
+    workspace_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    workspace_ignore: Annotated[tuple[str, ...], NoDecode] = Field(default=())
     # Providers. Unset, the SDK's own variables (OPENAI_API_KEY, OPENAI_BASE_URL) apply.
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
@@ -82,6 +90,20 @@ class Settings(BaseSettings):
             bad = [str(n) for n in value if not _ENV_NAME.fullmatch(str(n))]
             if bad:
                 raise ValueError(f"not a variable name: {bad[0][:40]!r}")
+        return value
+
+    @field_validator("workspace_ignore", mode="before")
+    @classmethod
+    def _patterns(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(p.strip() for p in value.split(",") if p.strip())
+        return value
+
+    @field_validator("workspace_store")
+    @classmethod
+    def _check_store(cls, value: str) -> str:
+        if value != "redis" and "://" not in value:
+            raise ValueError("expected redis or a URL such as file:///mnt/shared/workspaces")
         return value
 
     @field_validator("redis_url")

@@ -73,6 +73,7 @@ class RunRecord(BaseModel):
     created_ms: int = 0
     updated_ms: int = 0
     cancel: bool = False
+    workspace: str = ""  # set while the workspace is not carried across hosts: why
     damaged: str = ""  # set when the stored record does not validate: what is wrong
 
     @property
@@ -288,6 +289,11 @@ class RunStore:
         """The scripted model's script stored with the run, if any."""
         value = self.redis.get(self.keys.script(run_id))
         return None if value is None else str(value)
+
+    def manifest(self, run_id: str) -> dict[str, str]:
+        """The run's last committed workspace manifest as stored (path -> entry JSON)."""
+        raw: dict[str, str] = self.redis.hgetall(self.keys.manifest(run_id))
+        return raw
 
     def events(self, run_id: str, after: str = "-", count: int | None = None) -> list[Event]:
         """Events after stream id ``after`` (exclusive; ``-`` for all), oldest first."""

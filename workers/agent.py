@@ -21,11 +21,22 @@ from typing import TypeVar
 import redis
 
 from runner import outage
-from runner.errors import StaleEpoch
-from runner.events import Event, MessageEvent, Status, ToolCallOut, UsageEvent
+from runner.errors import BadInput, StaleEpoch, WorkspaceError
+from runner.events import (
+    Event,
+    MessageEvent,
+    Status,
+    StatusEvent,
+    ToolCallOut,
+    UsageEvent,
+    WorkspaceEvent,
+)
 from runner.settings import Settings
 from runner.store import RunStore
 from runner.transcript import Transcript
+from runner.workspace import manifest as ws_manifest
+from runner.workspace.blobs import open_blobs
+from runner.workspace.checkpoint import Checkpoint
 from workers.providers import Interrupted, Model, Reply
 from workers.stop import Stop
 from workers.tools import TOOLS, ToolContext, run_tool
@@ -66,6 +77,9 @@ class Turn:
         self.stop = stop
         self.settings = settings
         self.max_steps = max_steps
+        self.worker = worker
+        self.workspace = workspace
+        self.checkpoint: Checkpoint | None = None
         self.fields = {"run": run_id, "epoch": epoch, "worker": worker}
         self.tools = ToolContext(
             workspace=workspace,
@@ -83,7 +97,9 @@ class Turn:
     def run(self) -> Outcome:
         """Run until the turn ends or stops; never raises for a fenced attempt or an outage."""
         try:
-            self.transcript = Transcript.fold(self._retrying(self._read_all))
+            events = self._retrying(self._read_all)
+            self.transcript = Transcript.fold(events)
+            self._restore(events)
             self._repair()
             # A message sent while the run was queued goes in before the first model call.
             self._take_inbox()
@@ -191,7 +207,55 @@ class Turn:
         self._commit(events)
 
     def _commit_tool(self, call_id: str, name: str, content: str) -> None:
-        self._commit([MessageEvent(role="tool", content=content, tool_call_id=call_id, name=name)])
+        """Commit a tool result with what the tool changed in the workspace, in one script."""
+        change, note = self._checkpoint()
+        if note:
+            content = f"{content}\n[workspace] {note}"
+        events: list[Event] = [
+            MessageEvent(role="tool", content=content, tool_call_id=call_id, name=name)
+        ]
+        if change is not None:
+            events.append(change)
+        self._commit(events)
+        if change is not None and self.checkpoint is not None:
+            self.checkpoint.committed(change)
+
+    # -- workspace ----------------------------------------------------------------------
+
+    def _restore(self, events: list[Event]) -> None:
+        """Bring the directory to the last committed workspace before anything runs."""
+        cfg = self.settings
+        try:
+            blobs = open_blobs(cfg.workspace_store, self.store.redis, self.store.keys, self.run_id)
+            self.checkpoint = Checkpoint(
+                self.workspace,
+                blobs,
+                ws_manifest.fold(events),
+                cfg.workspace_max_bytes,
+                cfg.workspace_ignore,
+            )
+            done = self._retrying(self.checkpoint.restore)
+        except (OSError, WorkspaceError, BadInput) as exc:
+            # BadInput: a store URL this worker cannot open (fsspec or its backend missing).
+            line = f"workspace not restored: {exc}"
+            log.warning("workspace not restored", extra={**self.fields, "error": str(exc)})
+        else:
+            if done is None:
+                return
+            line = done.line()
+            log.info("workspace restored", extra={**self.fields, "files": done.files})
+        status = StatusEvent(status=Status.RUNNING, worker=self.worker or None, reason=line)
+        self._commit([status])
+
+    def _checkpoint(self) -> tuple[WorkspaceEvent | None, str]:
+        """What the last tool changed (stored before the commit), and a note for the model."""
+        if self.checkpoint is None:
+            return None, ""
+        try:
+            return self._retrying(self.checkpoint.step)
+        except (OSError, WorkspaceError) as exc:
+            log.warning("workspace not checkpointed", extra={**self.fields, "error": str(exc)})
+            return None, f"this step's files were not saved ({exc}); they may not follow the turn"
 
     def _commit(self, events: list[Event]) -> None:
         steps = sum(1 for e in events if isinstance(e, MessageEvent))

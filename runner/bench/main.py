@@ -14,6 +14,7 @@ from runner.bench.recovery import recovery
 from runner.bench.report import Report, describe
 from runner.bench.stats import Figure
 from runner.bench.throughput import throughput
+from runner.bench.workspace import workspace_costs
 from runner.settings import Settings
 
 
@@ -62,6 +63,7 @@ def _sections(b: Bench) -> dict[str, list[Figure]]:
         ("throughput", "turn throughput vs no-op jobs", lambda: throughput(b)),
         ("recovery", "recovery: handoff and crash", lambda: recovery(b)),
         ("memory", "memory", lambda: [stream_memory(grown[0]), *worker_rss(b)]),
+        ("workspace", "workspace checkpoints and restore", lambda: workspace_costs(b)),
     ]
     for i, (key, title, run) in enumerate(steps, 1):
         b.progress(f"[{i}/{len(steps)}] {title}")

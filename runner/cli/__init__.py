@@ -3,6 +3,7 @@
 - ``group``: the click group, the consoles, one-line errors, the entry point
 - ``runs``: submit, follow, status, list, transcript
 - ``steer``: cancel, resume, send
+- ``workspace``: diff, pull
 - ``ops``: worker, sweep, dev, demo, bench
 - ``render``: human views of events and runs; ``following``: following a run
 
@@ -12,7 +13,7 @@ Redis or RQ itself. Importing this package registers every command on ``cli``.
 
 from __future__ import annotations
 
-from runner.cli import ops, runs, steer
+from runner.cli import ops, runs, steer, workspace
 from runner.cli.group import cli, guarded, main
 
-__all__ = ["cli", "guarded", "main", "ops", "runs", "steer"]
+__all__ = ["cli", "guarded", "main", "ops", "runs", "steer", "workspace"]

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from runner.events import Event, MessageEvent, Status, StatusEvent, UsageEvent
+from runner.events import Event, MessageEvent, Status, StatusEvent, UsageEvent, WorkspaceEvent
 from runner.store import RunRecord
 
 TOOL_OUTPUT_LINES = 12
@@ -115,6 +115,16 @@ def _usage(stamp: Text, ev: UsageEvent) -> Text:
     return stamp + Text(f"usage: {ev.input_tokens} in, {ev.output_tokens} out{cost}", "dim")
 
 
+def _workspace(stamp: Text, ev: WorkspaceEvent) -> Text:
+    mib = ev.bytes / (1024 * 1024)
+    text = stamp + Text(
+        f"workspace: {len(ev.changes)} changed, {ev.files} files, {mib:.2f} MiB", "dim"
+    )
+    if ev.note:
+        text.append(f" ({visible(ev.note)})", "yellow")
+    return text
+
+
 def _unknown(stamp: Text, ev: Any) -> Text:
     return stamp + Text(f"({visible(str(ev.type))} event)", "dim")
 
@@ -124,6 +134,7 @@ RENDERERS: dict[str, Callable[[Text, Any], Text]] = {
     "status": _status,
     "message": _message,
     "usage": _usage,
+    "workspace": _workspace,
 }
 
 
@@ -185,6 +196,8 @@ def run(console: Console, r: RunRecord) -> None:
         rows.append(("session", visible(r.session)))
     if r.error:
         rows.append(("error", visible(r.error)))
+    if r.workspace:
+        rows.append(("workspace", Text(visible(r.workspace), "yellow")))
     console.print(Text.assemble((visible(r.id), "bold"), "  ", visible(r.title)))
     for key, value in rows:
         console.print(Text.assemble(f"  {key:<15}", value))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -14,6 +15,8 @@ from runner.cli.group import cli, client, err, guarded, out, run_id_arg
 from runner.client import Submission
 from runner.errors import BadInput
 from runner.events import Status, to_openai
+
+PROGRESS_FROM_BYTES = 1024 * 1024  # smaller uploads finish before a bar would help
 
 
 def _read_prompt(prompt: str | None, file: str | None, limit: int) -> str:
@@ -37,6 +40,24 @@ def _read_file(path: str, what: str, limit: int) -> str:
     return decode_text(data, f"{what} {path}", limit)
 
 
+def upload_progress() -> Callable[[int, int], None]:
+    """A progress line on stderr for an upload (shown only when there is much to send)."""
+    shown = {"last": -1}
+
+    def report(done: int, total: int) -> None:
+        if total < PROGRESS_FROM_BYTES:
+            return
+        percent = done * 100 // max(total, 1)
+        if percent != shown["last"]:
+            shown["last"] = percent
+            end = "\n" if done >= total else "\r"
+            mib = total / (1024 * 1024)
+            click.echo(f"uploading workspace: {percent:3d}% of {mib:.1f} MiB", err=True, nl=False)
+            click.echo(end, err=True, nl=False)
+
+    return report
+
+
 @cli.command()
 @click.argument("prompt", required=False)
 @click.option("-f", "--file", "file", metavar="FILE", help="Read the prompt from FILE (- = stdin).")
@@ -54,6 +75,13 @@ def _read_file(path: str, what: str, limit: int) -> str:
     type=click.IntRange(1, 100_000),
     help="Stop after this many model calls. [RUNNER_MAX_STEPS]",
 )
+@click.option(
+    "--workspace",
+    "workspace",
+    metavar="DIR",
+    default="",
+    help="Start the run from a copy of DIR. [RUNNER_WORKSPACE_MAX_BYTES, RUNNER_WORKSPACE_IGNORE]",
+)
 @click.option("--follow", is_flag=True, help="Follow the run after submitting it.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"id": ...} as JSON.')
 @guarded
@@ -65,6 +93,7 @@ def submit(
     session: str,
     queue: str | None,
     max_steps: int | None,
+    workspace: str,
     follow: bool,
     as_json: bool,
 ) -> None:
@@ -85,7 +114,9 @@ def submit(
             max_steps=max_steps,
             script=script,
             session=session,
-        )
+            workspace=workspace,
+        ),
+        upload_progress() if workspace else None,
     )
     click.echo(json.dumps({"id": run_id}) if as_json else run_id)
     if follow:

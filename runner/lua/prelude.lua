@@ -6,7 +6,22 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
+-- A workspace event's changes are applied to the manifest hash in the same script, so
+-- the manifest is always the fold of the committed stream (issue 11).
+local function apply_workspace(data)
+  local d = cjson.decode(data)
+  for _, c in ipairs(d.changes) do
+    if c.kind == 'deleted' then
+      redis.call('HDEL', K.manifest, c.path)
+    else
+      redis.call('HSET', K.manifest, c.path, cjson.encode(c))
+    end
+  end
+  if type(d.note) == 'string' then redis.call('HSET', K.record, 'workspace', d.note) end
+end
+
 local function append(epoch, etype, data)
+  if etype == 'workspace' then apply_workspace(data) end
   return redis.call('XADD', K.events, '*', 'v', '1', 'type', etype, 'epoch', epoch, 'data', data)
 end
 

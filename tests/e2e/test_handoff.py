@@ -22,10 +22,12 @@ from rq.queue import Queue
 from rq.worker import Worker, WorkerStatus
 
 from runner import queueing
-from runner.events import MessageEvent, Status, StatusEvent, ToolCallOut
+from runner.events import MessageEvent, Status, StatusEvent, ToolCallOut, WorkspaceEvent
 from runner.keys import Keys, new_run_id
 from runner.settings import Settings
 from runner.store import RunRecord, RunStore
+from runner.workspace.blobs import open_blobs
+from runner.workspace.scan import Scanner
 from tests.helpers import Proc, step_script, wait_for, wait_registered, write_script
 from workers.worker import RunnerWorker
 
@@ -489,8 +491,16 @@ def test_resume_repairs_a_tool_call_without_result(
     # built with the store itself, so the state is exact.
     run_id = new_run_id()
     fields = {"queue": "default", "model": "scripted", "max_steps": "10", "title": PROMPT}
+    # The turn's workspace holds notes.txt, committed (issue 11: a restore makes the
+    # directory match the last commit, so a file the stream does not name is removed).
+    workspace = Path(env["RUNNER_WORKSPACE_ROOT"]) / run_id
+    workspace.mkdir(parents=True)
+    (workspace / "notes.txt").write_text("notes of the turn\n")
+    committed = Scanner(workspace, 1 << 20).scan()
+    open_blobs("redis", store.redis, store.keys, run_id).put(committed.fresh)
     first = [
         StatusEvent(status=Status.QUEUED, reason="submitted"),
+        WorkspaceEvent(changes=list(committed.entries.values())),
         MessageEvent(role="user", content=PROMPT),
     ]
     store.create(run_id, fields, first, json.dumps({"steps": steps}))
@@ -503,9 +513,6 @@ def test_resume_repairs_a_tool_call_without_result(
         store.finish(run_id, epoch, Status.QUEUED, "ghost", "handoff")
     else:
         store.requeue_dead(run_id, "lease expired", 3, epoch=epoch, lease_gone=False)
-    workspace = Path(env["RUNNER_WORKSPACE_ROOT"]) / run_id
-    workspace.mkdir(parents=True)
-    (workspace / "notes.txt").write_text("notes of the turn\n")
     queueing.push_front(server.client(decode=False), run_id, "default", 3600)
 
     cli.worker("w1")

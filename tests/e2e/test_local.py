@@ -18,6 +18,8 @@ def test_demo_hands_off_and_checks_its_transcript(cli) -> None:
     assert "SIGTERM →" in done.stdout
     assert "(handoff)" in done.stdout
     assert "✓ succeeded: 10/10 steps, each exactly once and in order" in done.stdout
+    assert "; files followed the turn to demo-" in done.stdout  # two roots: two hosts
+    assert "+++ b/calc.py" in done.stdout and "+    return a + b" in done.stdout
 
 
 def test_dev_runs_workers_until_ctrl_c(cli, env, tmp_path: Path) -> None:

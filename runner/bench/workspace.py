@@ -1,0 +1,138 @@
+"""Section: what workspaces cost (issue 11), as ratios beside floors, never timed asserts.
+
+- A step that changes nothing in a 2,000-file workspace (scan + commit) vs a bare commit.
+- A step that changes one 10 KB file (scan + blob + commit) vs a bare commit.
+- Restoring the workspace on a fresh host vs a bare HMGET of the same blobs.
+- Redis bytes after one file edited per step, vs the workspace's own bytes + the edits.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+from runner.bench.commits import WARMUP, Transcript
+from runner.bench.context import Bench
+from runner.bench.stats import Figure, Spread
+from runner.events import Event, MessageEvent
+from runner.workspace.blobs import RedisBlobs, bytes_client
+from runner.workspace.checkpoint import Checkpoint
+
+FILES = 2000
+EDIT_BYTES = 10 * 1024
+
+
+def _tool(i: int) -> MessageEvent:
+    return MessageEvent(role="tool", content=f"ok {i}", tool_call_id=f"c{i}", name="shell")
+
+
+def _fill(root: str, file_bytes: int) -> int:
+    for i in range(FILES):
+        d = os.path.join(root, f"d{i % 40:02d}")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, f"f{i:04d}.txt"), "wb") as fh:
+            fh.write(os.urandom(file_bytes // 2).hex().encode())
+    return FILES * file_bytes
+
+
+def _step(tr: Transcript, cp: Checkpoint) -> float:
+    t0 = time.perf_counter()
+    change, _ = cp.step()
+    events: list[Event] = [_tool(tr.steps)]
+    if change is not None:
+        events.append(change)
+    tr.commit(events)
+    if change is not None:
+        cp.committed(change)
+    return time.perf_counter() - t0
+
+
+def workspace_costs(b: Bench) -> list[Figure]:
+    """The section's figures, on a workspace of 2,000 files (50 MB; 10 MB when quick)."""
+    quick = b.plan.commit_samples < 1000
+    file_bytes = (5 if quick else 25) * 1024
+    root = str(b.tmp / "workspace")
+    total = _fill(root, file_bytes)
+    tr = Transcript.start(b)
+    blobs = RedisBlobs(bytes_client(b.redis), b.keys.blobs(tr.run_id))
+    cp = Checkpoint(b.tmp / "workspace", blobs, {}, 1 << 30, ())
+    _step(tr, cp)  # the first checkpoint stores everything
+    n = max(50, b.plan.commit_samples // 4)
+    bare: list[float] = []
+    still: list[float] = []
+    edit: list[float] = []
+    edited = 0
+    for i in range(WARMUP + n):
+        t0 = time.perf_counter()
+        tr.commit([_tool(tr.steps)])
+        bare.append(time.perf_counter() - t0)
+        still.append(_step(tr, cp))
+        with open(os.path.join(root, "d00", "f0000.txt"), "wb") as fh:
+            fh.write(f"{i:08d}".encode() * (EDIT_BYTES // 8))
+        edited += EDIT_BYTES
+        edit.append(_step(tr, cp))
+    bare, still, edit = bare[WARMUP:], still[WARMUP:], edit[WARMUP:]
+    figures = [
+        Figure(
+            "step, nothing changed",
+            "s",
+            Spread.of(still),
+            "bare commit",
+            Spread.of(bare),
+            goal="<= 1.5",
+            note=f"scan of {FILES} files + the same one-EVALSHA commit",
+        ),
+        Figure(
+            "step, one 10 KB file",
+            "s",
+            Spread.of(edit),
+            "bare commit",
+            Spread.of(bare),
+            goal="<= 2",
+            note="scan + one blob HSET + the commit",
+        ),
+    ]
+    figures += _restore(b, cp, blobs, total)
+    used = int(b.redis.memory_usage(b.keys.blobs(tr.run_id), samples=0) or 0)
+    figures.append(
+        Figure(
+            "Redis bytes of the blobs",
+            "B",
+            Spread.of([used]),
+            "workspace + edits",
+            Spread.of([total + edited]),
+            goal="<= 1.2",
+            note=f"{2 * (WARMUP + n)} steps, one file edited in half of them",
+        )
+    )
+    tr.finish()
+    blobs.delete_run()
+    shutil.rmtree(root, ignore_errors=True)
+    return figures
+
+
+def _restore(b: Bench, cp: Checkpoint, blobs: RedisBlobs, total: int) -> list[Figure]:
+    digests = sorted({e.hash for e in cp.manifest.values() if e.hash})
+    restores: list[float] = []
+    reads: list[float] = []
+    for i in range(3):
+        fresh = b.tmp / f"fresh{i}"
+        t0 = time.perf_counter()
+        Checkpoint(fresh, blobs, cp.manifest, 1 << 30, ()).restore()
+        restores.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        blobs.redis.hmget(blobs.key, digests)
+        reads.append(time.perf_counter() - t0)
+        shutil.rmtree(fresh, ignore_errors=True)
+    return [
+        Figure(
+            "restore on a fresh host",
+            "s",
+            Spread.of(restores),
+            "bare HMGET of the bytes",
+            Spread.of(reads),
+            goal="<= 2",
+            note=f"{FILES} files, {total / (1 << 20):.0f} MB: fetch, verify, write, rescan",
+        )
+    ]

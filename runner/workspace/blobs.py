@@ -1,0 +1,155 @@
+"""Where workspace file contents go: one small interface, two implementations.
+
+- ``redis`` (the default): one hash per run, ``{ID}:blobs``, field = sha256. It carries
+  the run's hash tag and is one of the run's keys, so it expires and is purged with the
+  run (nothing to deploy, nothing to leak); content addressing works within a run.
+- A URL (``file:///mnt/shared/ws``, ``s3://bucket/ws`` with s3fs installed, anything
+  fsspec knows): ``URL/PREFIX/ID/ab/abcd...``. Removed with :meth:`Blobs.delete_run`.
+
+Every blob read is checked against its hash: a missing or corrupted blob is a
+WorkspaceError naming the file, never wrong content on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+import redis
+
+from runner.errors import BadInput, WorkspaceError
+from runner.keys import Keys
+
+BATCH_BYTES = 4 * 1024 * 1024  # one pipeline of uploads at most this big
+Progress = Callable[[int], None]  # called with the bytes just stored
+
+
+class Blobs(Protocol):
+    """Content-addressed storage of one run's workspace files."""
+
+    def put(self, blobs: Mapping[str, bytes], progress: Progress | None = None) -> None:
+        """Store every blob (idempotent: a blob stored twice is stored once)."""
+
+    def get_many(self, digests: Iterable[str]) -> dict[str, bytes]:
+        """The blobs by hash; WorkspaceError if one is missing or corrupt."""
+
+    def delete_run(self) -> None:
+        """Remove every blob of the run."""
+
+
+def open_blobs(store: str, client: Any, keys: Keys, run_id: str, ttl_ms: int = 0) -> Blobs:
+    """The blob store ``store`` (RUNNER_WORKSPACE_STORE) for ``run_id``."""
+    if store == "redis":
+        return RedisBlobs(bytes_client(client), keys.blobs(run_id), ttl_ms)
+    return FsspecBlobs(store, keys.prefix, run_id)
+
+
+def bytes_client(client: Any) -> redis.Redis:
+    """A non-decoding client on the same server as ``client`` (blobs are bytes)."""
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, "decode_responses": False}
+    return redis.Redis(connection_pool=redis.ConnectionPool(pool.connection_class, **kwargs))
+
+
+def verified(digest: str, data: bytes | None, where: str) -> bytes:
+    """``data`` if it hashes to ``digest``; WorkspaceError otherwise."""
+    if data is None:
+        raise WorkspaceError(f"workspace blob {digest[:12]} is missing from {where}")
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise WorkspaceError(f"workspace blob {digest[:12]} in {where} is corrupt")
+    return data
+
+
+class RedisBlobs:
+    """Blobs in a hash of the run's own (expires with the run)."""
+
+    def __init__(self, client: redis.Redis, key: str, ttl_ms: int = 0) -> None:
+        self.redis: Any = client
+        self.key = key
+        self.ttl_ms = ttl_ms  # set by a submit: the run's create removes it again
+
+    def put(self, blobs: Mapping[str, bytes], progress: Progress | None = None) -> None:
+        batch: dict[str, bytes] = {}
+        size = 0
+        for digest, data in blobs.items():
+            batch[digest] = data
+            size += len(data)
+            if size >= BATCH_BYTES:
+                self._write(batch, size, progress)
+                batch, size = {}, 0
+        if batch:
+            self._write(batch, size, progress)
+
+    def _write(self, batch: dict[str, bytes], size: int, progress: Progress | None) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self.key, mapping=batch)
+        if self.ttl_ms:
+            pipe.pexpire(self.key, self.ttl_ms)
+        pipe.execute()
+        if progress is not None:
+            progress(size)
+
+    def get_many(self, digests: Iterable[str]) -> dict[str, bytes]:
+        wanted = sorted(set(digests))
+        if not wanted:
+            return {}
+        values = self.redis.hmget(self.key, wanted)
+        return {
+            d: verified(d, v, "the run's Redis blobs") for d, v in zip(wanted, values, strict=True)
+        }
+
+    def delete_run(self) -> None:
+        self.redis.delete(self.key)
+
+
+class FsspecBlobs:
+    """Blobs as files under a directory or object-store URL (through fsspec)."""
+
+    def __init__(self, url: str, prefix: str, run_id: str) -> None:
+        try:
+            from fsspec.core import url_to_fs  # type: ignore[import-untyped]
+        except ImportError:
+            raise BadInput(
+                "RUNNER_WORKSPACE_STORE is a URL: install fsspec (pip install 'runner[workspace]')"
+            ) from None
+        try:
+            self.fs, root = url_to_fs(url)
+        except (ImportError, ValueError) as exc:
+            raise BadInput(f"RUNNER_WORKSPACE_STORE: {exc}") from exc
+        self.root = f"{root.rstrip('/')}/{prefix}/{run_id}"
+        self.where = url
+
+    def _path(self, digest: str) -> str:
+        return f"{self.root}/{digest[:2]}/{digest}"
+
+    def put(self, blobs: Mapping[str, bytes], progress: Progress | None = None) -> None:
+        for digest, data in blobs.items():
+            path = self._path(digest)
+            try:
+                if not self.fs.exists(path):
+                    self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+                    tmp = f"{path}.tmp"
+                    self.fs.pipe_file(tmp, data)
+                    self.fs.mv(tmp, path)  # readers never see half a blob
+            except OSError as exc:
+                raise WorkspaceError(f"cannot store a blob in {self.where}: {exc}") from exc
+            if progress is not None:
+                progress(len(data))
+
+    def get_many(self, digests: Iterable[str]) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for digest in sorted(set(digests)):
+            try:
+                data: bytes | None = self.fs.cat_file(self._path(digest))
+            except FileNotFoundError:
+                data = None
+            except OSError as exc:
+                raise WorkspaceError(f"cannot read a blob from {self.where}: {exc}") from exc
+            out[digest] = verified(digest, data, self.where)
+        return out
+
+    def delete_run(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self.root, recursive=True)

@@ -1,0 +1,98 @@
+"""Workspace manifests on a real server: committed in the fenced script, expiring with the run."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from runner.errors import StaleEpoch, WorkspaceError
+from runner.events import MessageEvent, Status, StatusEvent, WorkspaceChange, WorkspaceEvent
+from runner.keys import new_run_id
+from runner.store import RunStore
+from runner.workspace import manifest as mf
+from runner.workspace.blobs import Blobs, open_blobs
+from runner.workspace.checkpoint import Checkpoint
+from runner.workspace.scan import Scanner
+from runner.workspace.tree import materialize
+
+FIELDS = {"queue": "q", "model": "scripted"}
+
+
+def started(store: RunStore) -> tuple[str, int]:
+    run_id = new_run_id()
+    store.create(run_id, FIELDS, [StatusEvent(status=Status.QUEUED)])
+    epoch = store.claim(run_id, "w", 30)
+    assert epoch is not None
+    return run_id, epoch
+
+
+def change(path: str, data: bytes) -> WorkspaceChange:
+    digest = hashlib.sha256(data).hexdigest()
+    return WorkspaceChange(path=path, kind="file", mode=0o644, hash=digest, size=len(data))
+
+
+def tool(content: str = "ok") -> MessageEvent:
+    return MessageEvent(role="tool", content=content, tool_call_id="c", name="shell")
+
+
+def manifest(store: RunStore, run_id: str) -> mf.Manifest:
+    return mf.from_hash(store.redis.hgetall(store.keys.manifest(run_id)))
+
+
+def test_the_manifest_moves_with_the_commit_and_only_with_it(store: RunStore) -> None:
+    run_id, epoch = started(store)
+    first = WorkspaceEvent(changes=[change("a", b"1"), change("b", b"2")], files=2, bytes=2)
+    store.commit(run_id, epoch, [tool(), first], seen=2)
+    assert sorted(manifest(store, run_id)) == ["a", "b"]
+    # A retry of the same commit (its reply lost) applies nothing twice.
+    store.commit(run_id, epoch, [tool(), first], seen=2)
+    assert len(store.events(run_id)) == 4
+    second = WorkspaceEvent(changes=[WorkspaceChange(path="a", kind="deleted")], files=1, bytes=1)
+    with pytest.raises(StaleEpoch):
+        store.commit(run_id, epoch + 1, [tool(), second], seen=4)
+    assert sorted(manifest(store, run_id)) == ["a", "b"], "a fenced commit changed the manifest"
+    store.commit(run_id, epoch, [tool(), second], seen=4)
+    assert manifest(store, run_id) == mf.fold(store.events(run_id))
+    assert sorted(manifest(store, run_id)) == ["b"]
+
+
+def test_a_note_past_the_cap_shows_in_the_record(store: RunStore) -> None:
+    run_id, epoch = started(store)
+    note = WorkspaceEvent(changes=[], note="over the cap")
+    store.commit(run_id, epoch, [tool(), note], seen=2)
+    assert store.get(run_id).workspace == "over the cap"
+
+
+def test_manifest_and_blobs_expire_with_the_run(store: RunStore) -> None:
+    run_id, epoch = started(store)
+    blobs = open_blobs("redis", store.redis, store.keys, run_id)
+    blobs.put({hashlib.sha256(b"1").hexdigest(): b"1"})
+    store.commit(run_id, epoch, [tool(), WorkspaceEvent(changes=[change("a", b"1")])], seen=2)
+    store.finish(run_id, epoch, Status.SUCCEEDED)
+    for key in (store.keys.manifest(run_id), store.keys.blobs(run_id)):
+        assert 0 < store.redis.pttl(key) <= store.retention_ms, key
+
+
+@pytest.fixture(params=["redis", "file"])
+def any_blobs(request: pytest.FixtureRequest, store: RunStore, tmp_path: Path) -> Blobs:
+    where = "redis" if request.param == "redis" else f"file://{tmp_path / 'shared'}"
+    return open_blobs(where, store.redis, store.keys, new_run_id())
+
+
+def test_two_hosts_share_one_workspace(store: RunStore, any_blobs: Blobs, tmp_path: Path) -> None:
+    one = tmp_path / "one"
+    (one / "d").mkdir(parents=True)
+    (one / "d" / "x.bin").write_bytes(bytes(range(256)) * 100)
+    (one / "l").symlink_to("d/x.bin")
+    cp = Checkpoint(one, any_blobs, {}, 1 << 20, ())
+    event, _ = cp.step()
+    assert event is not None
+    cp.committed(event)
+    written = materialize(tmp_path / "two", cp.manifest.values(), any_blobs)
+    assert written.bytes == 25600
+    assert Scanner(tmp_path / "two", 1 << 20).scan().entries == cp.manifest
+    any_blobs.delete_run()
+    with pytest.raises(WorkspaceError, match="missing"):
+        materialize(tmp_path / "three", cp.manifest.values(), any_blobs)

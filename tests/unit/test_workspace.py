@@ -1,0 +1,238 @@
+"""Workspaces without a server: scanning, path rules, writing trees, checkpoints, pull."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+
+from runner.errors import BadInput, WorkspaceError
+from runner.events import WorkspaceChange
+from runner.keys import Keys, new_run_id
+from runner.workspace import access
+from runner.workspace.blobs import Blobs, FsspecBlobs, RedisBlobs
+from runner.workspace.checkpoint import Checkpoint
+from runner.workspace.manifest import check_path, check_target
+from runner.workspace.scan import Scanner
+from runner.workspace.tree import materialize
+
+MiB = 1024 * 1024
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(params=["redis", "file", "memory"])
+def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Blobs:
+    run_id = new_run_id()
+    if request.param == "redis":
+        return RedisBlobs(fakeredis.FakeRedis(), Keys().blobs(run_id))
+    url = f"file://{tmp_path / 'store'}" if request.param == "file" else "memory://ws"
+    return FsspecBlobs(url, "runner", run_id)
+
+
+def tree(root: Path) -> Path:
+    (root / "d" / "empty").mkdir(parents=True)
+    (root / "a.txt").write_text("hello\n")
+    (root / "run.sh").write_text("#!/bin/sh\n")
+    (root / "run.sh").chmod(0o755)
+    (root / "link").symlink_to("a.txt")
+    return root
+
+
+# -- path rules ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a\x00b"])
+def test_bad_paths_are_refused(bad: str) -> None:
+    with pytest.raises(WorkspaceError, match="refused"):
+        check_path(bad)
+
+
+@pytest.mark.parametrize(("path", "target"), [("l", "/etc"), ("l", ".."), ("d/l", "../../x")])
+def test_links_that_leave_are_refused(path: str, target: str) -> None:
+    with pytest.raises(WorkspaceError, match="refused"):
+        check_target(path, target)
+
+
+def test_links_inside_are_kept() -> None:
+    assert check_target("d/l", "../a.txt") == "../a.txt"
+
+
+# -- scan ---------------------------------------------------------------------------------
+
+
+def test_scan_keeps_modes_links_and_empty_dirs(tmp_path: Path) -> None:
+    found = Scanner(tree(tmp_path / "ws"), MiB).scan()
+    e = found.entries
+    assert sorted(e) == ["a.txt", "d", "d/empty", "link", "run.sh"]
+    assert (e["run.sh"].kind, e["run.sh"].mode) == ("file", 0o755)
+    assert (e["link"].kind, e["link"].target) == ("link", "a.txt")
+    assert e["d/empty"].kind == "dir"
+    assert e["a.txt"].hash == sha(b"hello\n")
+    assert found.fresh[sha(b"hello\n")] == b"hello\n"
+
+
+def test_a_second_scan_reads_only_what_changed(tmp_path: Path) -> None:
+    root = tree(tmp_path / "ws")
+    scanner = Scanner(root, MiB)
+    scanner.scan()
+    assert scanner.scan().fresh == {}
+    (root / "a.txt").write_text("changed, and longer\n")
+    assert list(scanner.scan().fresh.values()) == [b"changed, and longer\n"]
+
+
+def test_odd_entries_are_skipped_with_a_note(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    os.mkfifo(root / "pipe")
+    (root / "out").symlink_to("/etc/passwd")
+    (root / os.fsdecode(b"bad\xff")).write_text("x")
+    found = Scanner(root, MiB).scan()
+    assert found.entries == {}
+    notes = " | ".join(found.skipped)
+    assert "pipe: not a regular file" in notes
+    assert "symlink 'out'" in notes
+    assert "not UTF-8" in notes
+
+
+def test_ignore_patterns_and_the_cap(tmp_path: Path) -> None:
+    root = tree(tmp_path / "ws")
+    (root / "build").mkdir()
+    (root / "build" / "big.o").write_bytes(b"x" * 100)
+    assert "build/big.o" not in Scanner(root, MiB, ("build/", "*.o")).scan().entries
+    assert Scanner(root, 50).scan().over
+
+
+# -- writing a tree -----------------------------------------------------------------------
+
+
+def test_materialize_reproduces_a_scan(tmp_path: Path, blobs: Blobs) -> None:
+    found = Scanner(tree(tmp_path / "ws"), MiB).scan()
+    blobs.put(found.fresh)
+    out = tmp_path / "out"
+    written = materialize(out, found.entries.values(), blobs)
+    assert (written.files, written.bytes) == (2, 16)
+    assert Scanner(out, MiB).scan().entries == found.entries
+    assert os.readlink(out / "link") == "a.txt"
+
+
+def test_materialize_never_writes_through_a_link(tmp_path: Path, blobs: Blobs) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "d").symlink_to(outside)
+    data = b"x"
+    blobs.put({sha(data): data})
+    entry = WorkspaceChange(path="d/f", kind="file", mode=0o644, hash=sha(data), size=1)
+    materialize(out, [entry], blobs)
+    assert list(outside.iterdir()) == []
+    assert (out / "d" / "f").read_bytes() == b"x" and not (out / "d").is_symlink()
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        WorkspaceChange(path="../escape", kind="file", mode=0o644, hash=sha(b""), size=0),
+        WorkspaceChange(path="/abs", kind="dir", mode=0o755),
+        WorkspaceChange(path="l", kind="link", target="../../etc"),
+    ],
+)
+def test_materialize_refuses_bad_entries(tmp_path: Path, blobs: Blobs, entry: Any) -> None:
+    blobs.put({sha(b""): b""})
+    with pytest.raises(WorkspaceError, match="refused"):
+        materialize(tmp_path / "out", [entry], blobs)
+    assert not (tmp_path / "escape").exists()
+
+
+def test_a_missing_blob_is_named_and_nothing_is_written(tmp_path: Path, blobs: Blobs) -> None:
+    entry = WorkspaceChange(path="f", kind="file", mode=0o644, hash=sha(b"gone"), size=4)
+    with pytest.raises(WorkspaceError, match="is missing"):
+        materialize(tmp_path / "out", [entry], blobs)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_corrupt_blob_is_refused(blobs: Blobs) -> None:
+    blobs.put({sha(b"right"): b"wrong"})
+    with pytest.raises(WorkspaceError, match="corrupt"):
+        blobs.get_many([sha(b"right")])
+
+
+# -- checkpoints --------------------------------------------------------------------------
+
+
+def test_checkpoint_stores_before_it_returns_and_costs_nothing_unchanged(
+    tmp_path: Path, blobs: Blobs
+) -> None:
+    root = tree(tmp_path / "ws")
+    cp = Checkpoint(root, blobs, {}, MiB, ())
+    event, note = cp.step()
+    assert event is not None and note == ""
+    assert blobs.get_many([sha(b"hello\n")]) == {sha(b"hello\n"): b"hello\n"}
+    cp.committed(event)
+    assert cp.step() == (None, "")
+    (root / "a.txt").unlink()
+    event, _ = cp.step()
+    assert event is not None
+    assert [(c.path, c.kind) for c in event.changes] == [("a.txt", "deleted")]
+
+
+def test_restore_brings_a_fresh_host_to_the_manifest(tmp_path: Path, blobs: Blobs) -> None:
+    first = Checkpoint(tree(tmp_path / "one"), blobs, {}, MiB, ())
+    event, _ = first.step()
+    assert event is not None
+    first.committed(event)
+    other = tmp_path / "two"
+    other.mkdir()
+    (other / "stale.txt").write_text("from an attempt that never committed")
+    done = Checkpoint(other, blobs, first.manifest, MiB, ()).restore()
+    assert done is not None and (done.files, done.removed) == (2, 1)
+    assert "workspace restored: 2 files" in done.line()
+    assert Scanner(other, MiB).scan().entries == first.manifest
+    assert Checkpoint(other, blobs, first.manifest, MiB, ()).restore() is None
+
+
+def test_over_the_cap_the_run_is_told_once(tmp_path: Path, blobs: Blobs) -> None:
+    root = tree(tmp_path / "ws")
+    cp = Checkpoint(root, blobs, {}, 10, ())
+    event, note = cp.step()
+    assert event is not None and event.changes == [] and event.note
+    assert "no longer carried across hosts" in note
+    cp.committed(event)
+    assert cp.step() == (None, "")
+
+
+# -- pull ---------------------------------------------------------------------------------
+
+
+def test_pull_refuses_a_non_empty_dir_and_a_file(tmp_path: Path, blobs: Blobs) -> None:
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "x").write_text("mine")
+    with pytest.raises(BadInput, match="is not empty"):
+        access.pull({}, str(busy), blobs, force=False)
+    with pytest.raises(BadInput, match="not a directory"):
+        access.pull({}, str(busy / "x"), blobs, force=True)
+    access.pull({}, str(busy), blobs, force=True)
+    assert (busy / "x").read_text() == "mine"
+
+
+def test_upload_refuses_what_is_not_a_directory(tmp_path: Path, blobs: Blobs) -> None:
+    with pytest.raises(BadInput, match="not a directory"):
+        access.upload(str(tmp_path / "nope"), blobs, MiB, ())
+    with pytest.raises(BadInput, match="RUNNER_WORKSPACE_MAX_BYTES"):
+        access.upload(str(tree(tmp_path / "ws")), blobs, 4, ())
+
+
+def test_modes_survive(tmp_path: Path, blobs: Blobs) -> None:
+    found = Scanner(tree(tmp_path / "ws"), MiB).scan()
+    blobs.put(found.fresh)
+    materialize(tmp_path / "out", found.entries.values(), blobs)
+    assert stat.S_IMODE((tmp_path / "out" / "run.sh").stat().st_mode) == 0o755
