@@ -66,6 +66,8 @@ class Settings(BaseSettings):
         description="comma-separated names of variables tools get besides the allowlist "
         "(RUNNER_* and provider keys are never passed)",
     )
+    # issue 15 (runner serve): how often an idle SSE stream sends a heartbeat comment.
+    http_heartbeat_seconds: float = Field(default=15.0, gt=0, allow_inf_nan=False)
     # Providers. Unset, the SDK's own variables (OPENAI_API_KEY, OPENAI_BASE_URL) apply.
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
