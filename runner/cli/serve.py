@@ -39,9 +39,7 @@ def check_bind(host: str, certfile: str | None, keyfile: str | None, insecure: b
 @click.option("--keyfile", metavar="FILE", help="TLS private key (PEM).")
 @click.option("--insecure", is_flag=True, help="Allow plain HTTP on a non-loopback address.")
 @guarded
-def serve(
-    host: str, port: int, certfile: str | None, keyfile: str | None, insecure: bool
-) -> None:
+def serve(host: str, port: int, certfile: str | None, keyfile: str | None, insecure: bool) -> None:
     """Serve the API, the events (SSE) and the web page over HTTP.
 
     Needs the serve extra (pip install 'runner[serve]'). Every request but /health needs

@@ -1,0 +1,236 @@
+"""Issue 15: ``runner serve`` as a real subprocess, driven over HTTP with httpx.
+
+The server, the worker and ``runner serve`` are real processes on the test's own
+Valkey; nothing sleeps to wait for a state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Cli, Server
+from tests.helpers import Proc, step_script, wait_for, write_script
+
+pytest.importorskip("starlette")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Api:
+    """A ``runner serve`` subprocess and the tokens made for it."""
+
+    cli: Cli
+    port: int
+    token: str
+    reader: str
+    proc: Proc | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = self.cli.spawn("serve", "--port", str(self.port), log=f"serve-{self.port}.log")
+        wait_for(self._up, what="runner serve to answer /health")
+
+    def _up(self) -> bool:
+        assert self.proc is not None and self.proc.alive(), self.proc and self.proc.output()
+        try:
+            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def restart(self) -> None:
+        assert self.proc is not None
+        self.proc.stop()
+        self.start()
+
+    def http(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token or self.token}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+@pytest.fixture
+def api(cli: Cli) -> Iterator[Api]:
+    tokens = []
+    for args in (["--name", "writer"], ["--name", "reader", "--read-only"]):
+        done = cli("token", "create", *args)
+        assert done.returncode == 0, done.stderr
+        tokens.append(done.stdout.strip())
+    handle = Api(cli, free_port(), tokens[0], tokens[1])
+    handle.start()
+    yield handle
+
+
+def sse_events(response: httpx.Response, stop_after: int | None = None) -> list[dict[str, Any]]:
+    """Parse an SSE response into frames {id, event, data}; stop after N data frames."""
+    frames: list[dict[str, Any]] = []
+    frame: dict[str, Any] = {}
+    for line in response.iter_lines():
+        if not line:
+            if "data" in frame:
+                frames.append(frame)
+                if frame.get("event") in ("end", "problem"):
+                    break
+                if stop_after is not None and len(frames) >= stop_after:
+                    break
+            frame = {}
+        elif line.startswith(":"):
+            frame.setdefault("comments", []).append(line)
+        else:
+            name, _, value = line.partition(":")
+            frame[name] = value[1:] if value.startswith(" ") else value
+    return frames
+
+
+def follow_json(cli: Cli, run_id: str) -> list[str]:
+    done = cli("follow", run_id, "--json")
+    return [line for line in done.stdout.splitlines() if line.strip()]
+
+
+def submit(api: Api, tmp_path: Path, steps: list[dict[str, Any]]) -> str:
+    script = write_script(tmp_path / "script.json", steps).read_text()
+    with api.http() as http:
+        reply = http.post("/runs", json={"prompt": "go", "model": "scripted", "script": script})
+    assert reply.status_code == 201, reply.text
+    return str(reply.json()["id"])
+
+
+def test_api_submit_follow_and_read(api: Api, cli: Cli, tmp_path: Path) -> None:
+    cli.worker("w1")
+    run_id = submit(api, tmp_path, step_script(2))
+    with api.http() as http, http.stream("GET", f"/runs/{run_id}/events") as response:
+        assert response.status_code == 200
+        frames = sse_events(response)
+    assert frames[-1]["event"] == "end"
+    data = [f for f in frames if "id" in f]
+    # Exactly what `runner follow --json` prints, with the stream id as the SSE id.
+    assert [f["data"] for f in data] == follow_json(cli, run_id)
+    assert all(json.loads(f["data"])["id"] == f["id"] for f in data)
+    with api.http(api.reader) as http:
+        assert http.get(f"/runs/{run_id}").json()["status"] == "succeeded"
+        assert run_id in [r["id"] for r in http.get("/runs").json()["runs"]]
+        messages = http.get(f"/runs/{run_id}/transcript").json()["messages"]
+        assert messages[-1] == {"role": "assistant", "content": "All done."}
+    with api.http() as http:
+        ended = http.post(f"/runs/{run_id}/cancel")
+        assert ended.status_code == 409 and "already ended" in ended.json()["error"]
+        assert http.post(f"/runs/{run_id}/send", json={"message": "hi"}).status_code == 409
+        assert http.post(f"/runs/{run_id}/resume").status_code == 409
+
+
+def test_api_refuses_and_touches_nothing(api: Api, server: Server, tmp_path: Path) -> None:
+    before = server.client().dbsize()
+    unknown = "r0000000000deadbeef"
+    with httpx.Client(base_url=api.url, timeout=10) as anon:
+        assert anon.get("/health").status_code == 200
+        assert anon.get("/runs").status_code == 401
+        assert anon.get("/runs", headers={"Authorization": "Bearer rt_nope"}).status_code == 401
+        assert anon.get("/runs", headers={"Authorization": "Basic eDp5"}).status_code == 401
+    with api.http(api.reader) as http:
+        refused = http.post("/runs", json={"prompt": "go"})
+        assert refused.status_code == 403 and "read-only" in refused.json()["error"]
+        assert http.post(f"/runs/{unknown}/cancel").status_code == 403
+        assert http.get(f"/runs/{unknown}").status_code == 404
+        assert http.get(f"/runs/{unknown}/events").status_code == 404
+        bad = http.get("/runs/..%2Fetc/transcript")
+        assert bad.status_code in (400, 404) and "error" in bad.json()
+        assert http.get("/runs/rNOTANID").status_code == 400
+        assert http.get(f"/runs/{unknown}/events?after=zzz").status_code == 400
+        assert http.get("/runs?status=bogus").status_code == 400
+    with api.http() as http:
+        huge = http.post("/runs", content=b"x" * (4 * 1024 * 1024))
+        assert huge.status_code == 413 and "error" in huge.json()
+        assert http.post("/runs", content=b"{not json").status_code == 400
+        assert http.post("/runs", json={"prompt": 3}).status_code == 400
+        assert http.post("/runs", json={"prompt": "p", "model": "nope:x"}).status_code == 400
+        assert http.post(f"/runs/{unknown}/send", json={"message": "m"}).status_code == 404
+    assert server.client().dbsize() == before
+    log = Path(api.cli.tmp_path / f"serve-{api.port}.log").read_text()
+    assert api.token not in log and api.reader not in log
+
+
+def test_sse_resumes_across_a_serve_restart(api: Api, cli: Cli, tmp_path: Path) -> None:
+    cli.worker("w1")
+    run_id = submit(api, tmp_path, step_script(4, sleep=0.3))
+    with api.http() as http, http.stream("GET", f"/runs/{run_id}/events") as response:
+        first = sse_events(response, stop_after=4)  # mid-run: the turn goes on
+    api.restart()
+    seen = [f for f in first if "id" in f]
+    with (
+        api.http() as http,
+        http.stream(
+            "GET", f"/runs/{run_id}/events", headers={"Last-Event-ID": seen[-1]["id"]}
+        ) as response,
+    ):
+        rest = sse_events(response)
+    assert rest[-1]["event"] == "end"
+    got = [f["data"] for f in seen] + [f["data"] for f in rest if "id" in f]
+    assert got == follow_json(cli, run_id)  # every committed event, exactly once
+    with (
+        api.http() as http,
+        http.stream("GET", f"/runs/{run_id}/events?after={seen[1]['id']}") as r,
+    ):
+        again = [f["data"] for f in sse_events(r) if "id" in f]
+    assert again == got[2:]
+
+
+def test_hundred_followers_share_one_reader(
+    api: Api, cli: Cli, server: Server, tmp_path: Path
+) -> None:
+    run_id = submit(api, tmp_path, step_script(3, sleep=0.2))  # queued: no worker yet
+    followers = 100
+    attached: list[str] = []  # one entry per follower that has had its replay
+
+    async def follow_all() -> list[list[str]]:
+        limits = httpx.Limits(max_connections=followers + 5)
+        headers = {"Authorization": f"Bearer {api.token}"}
+        async with httpx.AsyncClient(
+            base_url=api.url, headers=headers, limits=limits, timeout=60
+        ) as http:
+
+            async def one() -> list[str]:
+                ids: list[str] = []
+                async with http.stream("GET", f"/runs/{run_id}/events") as response:
+                    async for line in response.aiter_lines():
+                        if line.startswith("id:"):
+                            ids.append(line[3:].strip())
+                            if len(ids) == 1:
+                                attached.append(run_id)
+                        if line.startswith("event: end"):
+                            break
+                return ids
+
+            tasks = [asyncio.create_task(one()) for _ in range(followers)]
+            await asyncio.to_thread(blocked_readers_settle)
+            return await asyncio.gather(*tasks)
+
+    def blocked_readers_settle() -> None:
+        redis = server.client()
+        wait_for(lambda: len(attached) == followers, what="every follower to attach")
+        wait_for(lambda: _xreads(redis) >= 1, what="the feed to block on the stream")
+        assert _xreads(redis) == 1  # one blocked XREAD for a hundred followers
+        assert len(redis.client_list()) < 20  # one shared pool, not a connection each
+        cli.worker("w1")
+
+    results = asyncio.run(follow_all())
+    expected = [json.loads(line)["id"] for line in follow_json(cli, run_id)]
+    assert all(ids == expected for ids in results)
+
+
+def _xreads(redis: Any) -> int:
+    return sum(1 for c in redis.client_list() if c.get("cmd") == "xread")
