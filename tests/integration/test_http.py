@@ -165,3 +165,60 @@ def test_hundred_followers_share_one_reader(
 
 def _xreads(redis: Any) -> int:
     return sum(1 for c in redis.client_list() if c.get("cmd") == "xread")
+
+
+def test_token_commands_and_bind_refusal(cli: Cli, server: Server) -> None:
+    made = cli("token", "create", "--name", "ci")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert made.stdout == token + "\n" and token.startswith("rt_")  # the token alone, once
+    stored = server.client().hgetall("runner:auth:tokens")
+    assert token not in str(stored) and len(stored) == 1  # only its sha256 is kept
+    again = cli("token", "create", "--name", "ci")
+    assert again.returncode == 2 and again.stderr.startswith("error: ")
+    assert cli("token", "revoke", "ci").returncode == 0
+    assert server.client().hlen("runner:auth:tokens") == 0
+    assert cli("token", "revoke", "ci").returncode == 2
+    assert cli("token", "create", "--name", "bad name!").returncode == 2
+    refused = cli("serve", "--host", "0.0.0.0", "--port", "1")
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "--insecure" in refused.stderr
+    half = cli("serve", "--host", "0.0.0.0", "--certfile", "x.pem")
+    assert half.returncode == 2
+
+
+def test_revoked_token_is_refused_at_once(api: Api) -> None:
+    with api.http() as http:
+        assert http.get("/runs").status_code == 200
+        assert api.cli("token", "revoke", "writer").returncode == 0
+        assert http.get("/runs").status_code == 401
+
+
+def test_sse_resumes_across_a_redis_restart(
+    api: Api, cli: Cli, server: Server, tmp_path: Path
+) -> None:
+    cli.worker("w1")
+    run_id = submit(api, tmp_path, step_script(4, sleep=0.3))
+    with api.http() as http, http.stream("GET", f"/runs/{run_id}/events") as response:
+        seen = [f for f in sse_events(response, stop_after=4) if "id" in f]
+    server.kill()
+    server.restart()
+    rest: list[dict[str, Any]] = []
+
+    def reconnect() -> bool:
+        last = (rest or seen)[-1]["id"]
+        with (
+            api.http() as http,
+            http.stream("GET", f"/runs/{run_id}/events", headers={"Last-Event-ID": last}) as r,
+        ):
+            if r.status_code == 503:  # the pool's old connections: a reconnecting client retries
+                return False
+            assert r.status_code == 200, r.read()
+            frames = sse_events(r)
+        rest.extend(f for f in frames if "id" in f)
+        return frames[-1].get("event") == "end"
+
+    wait_for(reconnect, timeout=60, interval=0.5, what="the stream to reach the end")
+    got = [f["data"] for f in seen + rest]
+    assert got == follow_json(cli, run_id)
+    assert json.loads(got[-1])["status"] == "succeeded"
