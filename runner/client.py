@@ -72,10 +72,17 @@ class Submission:
 def open_client(settings: Settings | None = None) -> Client:
     """The client for ``settings`` (read from RUNNER_* and .env if not given).
 
-    The one way front ends get a client; when runner gains an HTTP API, this is where
-    a client for it is chosen instead.
+    The one way front ends get a client: with RUNNER_API_URL set, one that goes through
+    that ``runner serve`` (runner.http.remote) instead of Redis.
     """
-    return Client(settings if settings is not None else load_settings())
+    cfg = settings if settings is not None else load_settings()
+    if cfg.api_url:
+        try:
+            from runner.http.remote import RemoteClient
+        except ImportError as exc:
+            raise BadInput(f"RUNNER_API_URL needs the serve extra ({exc.name} is missing)") from exc
+        return RemoteClient(cfg)
+    return Client(cfg)
 
 
 def _boundary(fn: Callable[P, R]) -> Callable[P, R]:

@@ -186,7 +186,8 @@ class Api:
 
     async def transcript(self, request: Request) -> Response:
         messages = await run_in_threadpool(self.client.transcript, self.run_id(request))
-        return JSONResponse({"messages": [to_openai(m) for m in messages]})
+        dumped = [m.model_dump(mode="json", exclude_none=True) for m in messages]
+        return JSONResponse({"messages": dumped, "openai": [to_openai(m) for m in messages]})
 
     async def cancel(self, request: Request) -> Response:
         run_id = self.run_id(request)
@@ -216,6 +217,12 @@ class Api:
         sub = Subscription(self.hub, run_id, after)
         return EventSourceResponse(
             sse(sub), ping=self.heartbeat, headers={"Cache-Control": "no-store"}
+        )
+
+    async def workers(self, request: Request) -> Response:
+        queue = str(request.path_params["queue"])
+        return JSONResponse(
+            {"workers": await run_in_threadpool(self.client.workers_serving, queue)}
         )
 
     async def page(self, request: Request) -> Response:
@@ -284,6 +291,7 @@ def build_app(client: Client, heartbeat: float = 15.0) -> Starlette:
         Route("/runs/{run_id}/cancel", write(api.cancel), methods=["POST"]),
         Route("/runs/{run_id}/resume", write(api.resume), methods=["POST"]),
         Route("/runs/{run_id}/send", write(api.send), methods=["POST"]),
+        Route("/queues/{queue}/workers", read(api.workers)),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:

@@ -54,7 +54,7 @@ def test_api_submit_follow_and_read(api: Api, cli: Cli, tmp_path: Path) -> None:
     with api.http(api.reader) as http:
         assert http.get(f"/runs/{run_id}").json()["status"] == "succeeded"
         assert run_id in [r["id"] for r in http.get("/runs").json()["runs"]]
-        messages = http.get(f"/runs/{run_id}/transcript").json()["messages"]
+        messages = http.get(f"/runs/{run_id}/transcript").json()["openai"]
         assert messages[-1] == {"role": "assistant", "content": "All done."}
     with api.http() as http:
         ended = http.post(f"/runs/{run_id}/cancel")
