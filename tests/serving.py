@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -27,13 +27,16 @@ class Api:
     token: str
     reader: str
     proc: Proc | None = None
+    env: dict[str, str] = field(default_factory=dict)  # extra variables for the server
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = self.cli.spawn("serve", "--port", str(self.port), log=f"serve-{self.port}.log")
+        env = {**self.cli.env, **self.env}
+        log = f"serve-{self.port}.log"
+        self.proc = self.cli.spawn("serve", "--port", str(self.port), log=log, env=env)
         wait_for(self._up, what="runner serve to answer /health")
 
     def _up(self) -> bool:
@@ -53,14 +56,14 @@ class Api:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
 
-def make_api(cli: Cli) -> Api:
+def make_api(cli: Cli, **env: str) -> Api:
     """Tokens "writer" and "reader" (read-only), then ``runner serve`` on a free port."""
     tokens = []
     for args in (["--name", "writer"], ["--name", "reader", "--read-only"]):
         done = cli("token", "create", *args)
         assert done.returncode == 0, done.stderr
         tokens.append(done.stdout.strip())
-    handle = Api(cli, free_port(), tokens[0], tokens[1])
+    handle = Api(cli, free_port(), tokens[0], tokens[1], env=env)
     handle.start()
     return handle
 

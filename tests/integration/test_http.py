@@ -222,3 +222,20 @@ def test_sse_resumes_across_a_redis_restart(
     got = [f["data"] for f in seen + rest]
     assert got == follow_json(cli, run_id)
     assert json.loads(got[-1])["status"] == "succeeded"
+
+
+def test_heartbeats_and_the_feed_stops_when_its_followers_leave(
+    cli: Cli, server: Server, tmp_path: Path
+) -> None:
+    api = make_api(cli, RUNNER_HTTP_HEARTBEAT_SECONDS="0.2")
+    run_id = submit(api, tmp_path, step_script(1))  # no worker: it stays queued
+    redis = server.client()
+    with api.http() as http, http.stream("GET", f"/runs/{run_id}/events") as response:
+        comments: list[str] = []
+        for line in response.iter_lines():
+            if line.startswith(":") and line != ": runner":
+                comments.append(line)  # an SSE comment: proxies see traffic, EventSource ignores it
+                if len(comments) == 2:
+                    break
+        wait_for(lambda: _xreads(redis) == 1, what="the feed to block on the stream")
+    wait_for(lambda: _xreads(redis) == 0, what="the feed to stop once nobody follows")
