@@ -258,9 +258,12 @@ def submission(body: dict[str, Any]) -> Submission:
 async def sse(sub: Subscription) -> AsyncIterator[ServerSentEvent]:
     """The SSE stream of one subscription: committed events with ids, then ``end``."""
     yield ServerSentEvent(comment="runner", retry=RETRY_MS)
-    async for batch in sub.events():
-        for event in batch:
-            yield ServerSentEvent(data=to_json(event), id=event.id)
+    try:
+        async for batch in sub.events():
+            for event in batch:
+                yield ServerSentEvent(data=to_json(event), id=event.id)
+    except RunnerError as exc:  # damaged, or Redis lost while replaying: say so, then close
+        sub.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if sub.error:
         yield ServerSentEvent(data=json.dumps({"error": sub.error}), event="problem")
     else:

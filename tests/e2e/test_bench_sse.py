@@ -14,6 +14,7 @@ from tests.conftest import Server
 pytest.importorskip("starlette")
 
 
+@pytest.mark.slow
 def test_sse_bench_section(
     env: dict[str, str], server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -239,3 +239,17 @@ def test_heartbeats_and_the_feed_stops_when_its_followers_leave(
                     break
         wait_for(lambda: _xreads(redis) == 1, what="the feed to block on the stream")
     wait_for(lambda: _xreads(redis) == 0, what="the feed to stop once nobody follows")
+
+
+def test_a_damaged_run_is_one_line_not_a_broken_stream(
+    api: Api, server: Server, tmp_path: Path
+) -> None:
+    run_id = submit(api, tmp_path, step_script(1))
+    server.client().delete(f"runner:run:{{{run_id}}}:events")
+    with api.http() as http:
+        with http.stream("GET", f"/runs/{run_id}/events") as response:
+            frames = sse_events(response)
+        assert frames[-1]["event"] == "problem"
+        assert "damaged" in json.loads(frames[-1]["data"])["error"]
+        reply = http.get(f"/runs/{run_id}/transcript")
+        assert reply.status_code == 500 and "damaged" in reply.json()["error"]
