@@ -89,6 +89,10 @@ class Api:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer":
                 raise Refused(401, "use Authorization: Bearer TOKEN")
+        elif write and token and not _is_json(request):
+            # A cookie rides along on cross-site requests a form can make; a JSON
+            # content type cannot be sent cross-site without a preflight we never answer.
+            raise Refused(403, "a write with the session cookie must be application/json")
         if not token:
             raise Refused(401, "no token (Authorization: Bearer TOKEN)")
         grant = await run_in_threadpool(self.tokens.check, token.strip())
@@ -228,6 +232,10 @@ class Api:
     async def page(self, request: Request) -> Response:
         html = (resources.files("runner.http") / "static" / "index.html").read_text()
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
+def _is_json(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip() == "application/json"
 
 
 def submission(body: dict[str, Any]) -> Submission:

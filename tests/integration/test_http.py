@@ -253,3 +253,17 @@ def test_a_damaged_run_is_one_line_not_a_broken_stream(
         assert "damaged" in json.loads(frames[-1]["data"])["error"]
         reply = http.get(f"/runs/{run_id}/transcript")
         assert reply.status_code == 500 and "damaged" in reply.json()["error"]
+
+
+def test_the_page_cookie_writes_only_as_json(api: Api, tmp_path: Path) -> None:
+    run_id = submit(api, tmp_path, step_script(1))
+    with httpx.Client(base_url=api.url, timeout=10) as browser:
+        assert browser.post("/login", json={"token": "rt_wrong"}).status_code == 401
+        assert browser.post("/login", json={"token": api.token}).status_code == 200
+        assert browser.get(f"/runs/{run_id}").status_code == 200  # the cookie alone
+        form = browser.post(f"/runs/{run_id}/cancel", content=b"a=b")  # as a form could
+        assert form.status_code == 403
+        assert browser.get(f"/runs/{run_id}").json()["status"] == "queued"
+        assert browser.post(f"/runs/{run_id}/cancel", json={}).status_code == 200
+        assert browser.post("/logout").status_code == 200
+        assert browser.get(f"/runs/{run_id}").status_code == 401
