@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import Server
 from tests.helpers import RUNNER
 
-SECTIONS = ("commit", "growth", "follow", "reattach", "throughput", "recovery", "memory")
+SECTIONS = ("commit", "growth", "follow", "reattach", "throughput", "recovery", "memory", "sse")
 
 
 def _number(value: object) -> bool:
@@ -35,7 +35,7 @@ def test_bench_quick_json(env: dict[str, str], server: Server) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
-    assert "[7/7]" in done.stderr  # progress went to stderr, not into the JSON
+    assert "[8/8]" in done.stderr  # progress went to stderr, not into the JSON
 
     assert report["quick"] is True
     assert set(report["sections"]) == set(SECTIONS)
