@@ -27,7 +27,7 @@ from tenacity import (
 from runner import queueing
 from runner.checks import MAX_SHOWN, check_queue, check_session, check_text, decode_text
 from runner.connection import RETRYABLE, check_answers, connect, redis_url, server_errors
-from runner.errors import BadInput, ServerUnavailable
+from runner.errors import BadInput, ServerUnavailable, WrongState
 from runner.events import (
     PARKED,
     TERMINAL,
@@ -79,10 +79,17 @@ class Submission:
 def open_client(settings: Settings | None = None) -> Client:
     """The client for ``settings`` (read from RUNNER_* and .env if not given).
 
-    The one way front ends get a client; when runner gains an HTTP API, this is where
-    a client for it is chosen instead.
+    The one way front ends get a client: with RUNNER_API_URL set, one that goes through
+    that ``runner serve`` (runner.http.remote) instead of Redis.
     """
-    return Client(settings if settings is not None else load_settings())
+    cfg = settings if settings is not None else load_settings()
+    if cfg.api_url:
+        try:
+            from runner.http.remote import RemoteClient
+        except ImportError as exc:
+            raise BadInput(f"RUNNER_API_URL needs the serve extra ({exc.name} is missing)") from exc
+        return RemoteClient(cfg)
+    return Client(cfg)
 
 
 def _boundary(fn: Callable[P, R]) -> Callable[P, R]:
@@ -248,7 +255,7 @@ class Client:
         if before is Status.QUEUED:
             queueing.remove(self.rq, run_id, record.queue)
         if before in TERMINAL:
-            raise BadInput(f"run {run_id} has already ended ({before.value})")
+            raise WrongState(f"run {run_id} has already ended ({before.value})")
         return before
 
     @_boundary
@@ -257,7 +264,7 @@ class Client:
         record = self.get(run_id)
         before = self.store.resume(run_id)
         if before not in PARKED:
-            raise BadInput(f"run {run_id} is {before.value}, not suspended or waiting")
+            raise WrongState(f"run {run_id} is {before.value}, not suspended or waiting")
         queueing.push_front(self.rq, run_id, record.queue, self.settings.retention_seconds)
         return before
 
@@ -269,7 +276,7 @@ class Client:
         self.get(run_id)
         status = self.store.send(run_id, text)
         if status in TERMINAL:
-            raise BadInput(f"run {run_id} has ended ({status.value}); it takes no messages")
+            raise WrongState(f"run {run_id} has ended ({status.value}); it takes no messages")
         return status
 
     @_boundary
@@ -352,6 +359,12 @@ class Client:
             rest = self._retrying(lambda: self.store.events(run_id, after=last))
             if rest:
                 yield rest
+
+    def read_after(self, run_id: str, after: str, block_ms: int) -> list[Event]:
+        """One blocking read of the events after ``after`` (retried like ``follow``'s)."""
+        check_run_id(run_id)
+        with server_errors():
+            return self._read_retrying(run_id, after, block_ms, None)
 
     def _ended(self, run_id: str, batch: list[Event]) -> bool:
         for event in reversed(batch):

@@ -2,7 +2,9 @@
 
 RunnerError                 base; the CLI prints one line ``error: message``, exits ``exit_code``
 ├── BadInput                exit 2: usage, malformed id, bad script, prompt too large
-│   └── NoSuchRun           exit 2: a well-formed id that names no run
+│   ├── NoSuchRun           exit 2: a well-formed id that names no run
+│   └── WrongState          exit 2: the run is not in a state that allows it (HTTP 409)
+├── AccessDenied            exit 2: the API refused the token (RUNNER_API_TOKEN)
 ├── ServerUnavailable       exit 1: Redis could not be reached (after retries)
 ├── EmbeddedServerError     exit 1: the embedded Valkey could not be started
 ├── UnsafeServer            exit 2: a worker refuses a server configured to lose runs
@@ -35,6 +37,16 @@ class BadInput(RunnerError):
 
 class NoSuchRun(BadInput):
     """No run has that id."""
+
+
+class WrongState(BadInput):
+    """The run is not in a state that allows this."""
+
+
+class AccessDenied(RunnerError):
+    """The API refused the token."""
+
+    exit_code = 2
 
 
 class ServerUnavailable(RunnerError):

@@ -140,6 +140,16 @@ class Keys:
         return f"{self.prefix}:session:{check_session(name)}"
 
     @property
+    def tokens(self) -> str:
+        """Hash: sha256 hex of an API token -> JSON {name, read_only, created_ms} (issue 15)."""
+        return f"{self.prefix}:auth:tokens"
+
+    @property
+    def token_names(self) -> str:
+        """Hash: API token name -> the sha256 hex of its token (issue 15)."""
+        return f"{self.prefix}:auth:names"
+
+    @property
     def sweep_lock(self) -> str:
         """String: held for one sweep so sweepers on many workers don't all scan at once."""
         return f"{self.prefix}:lock:sweep"

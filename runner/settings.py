@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     )
     workspace_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
     workspace_ignore: Annotated[tuple[str, ...], NoDecode] = Field(default=())
+    # issue 15 (runner serve): how often an idle SSE stream sends a heartbeat comment.
+    http_heartbeat_seconds: float = Field(default=15.0, gt=0, allow_inf_nan=False)
+    # issue 15: set, the CLI's run commands go through that `runner serve` instead of Redis.
+    api_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    api_token: SecretStr | None = None
     # Providers. Unset, the SDK's own variables (OPENAI_API_KEY, OPENAI_BASE_URL) apply.
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None

@@ -1,10 +1,11 @@
-"""Runs the bench's seven sections in order and gathers their figures."""
+"""Runs the bench's sections in order and gathers their figures."""
 
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Callable
+from importlib.util import find_spec
 
 from runner.bench.commits import Transcript, commit_cost, growth
 from runner.bench.context import Bench, Plan
@@ -12,6 +13,7 @@ from runner.bench.follow import follow_latency, reattach
 from runner.bench.memory import stream_memory, worker_rss
 from runner.bench.recovery import recovery
 from runner.bench.report import Report, describe
+from runner.bench.sse import sse_latency
 from runner.bench.stats import Figure
 from runner.bench.throughput import throughput
 from runner.bench.workspace import workspace_costs
@@ -65,6 +67,8 @@ def _sections(b: Bench) -> dict[str, list[Figure]]:
         ("memory", "memory", lambda: [stream_memory(grown[0]), *worker_rss(b)]),
         ("workspace", "workspace checkpoints and restore", lambda: workspace_costs(b)),
     ]
+    if find_spec("sse_starlette") is not None:  # issue 15: needs the serve extra
+        steps.append(("sse", "SSE latency and 100 followers", lambda: sse_latency(b)))
     for i, (key, title, run) in enumerate(steps, 1):
         b.progress(f"[{i}/{len(steps)}] {title}")
         t0 = time.monotonic()

@@ -5,6 +5,7 @@
 - ``steer``: cancel, resume, send
 - ``workspace``: diff, pull
 - ``ops``: worker, sweep, dev, demo, bench
+- ``serve``: serve (the HTTP API), token create|revoke
 - ``render``: human views of events and runs; ``following``: following a run
 
 Commands fetch through the client and print through ``render``; none of them touches
@@ -13,7 +14,7 @@ Redis or RQ itself. Importing this package registers every command on ``cli``.
 
 from __future__ import annotations
 
-from runner.cli import ops, runs, steer, workspace
+from runner.cli import ops, runs, serve, steer, workspace
 from runner.cli.group import cli, guarded, main
 
-__all__ = ["cli", "guarded", "main", "ops", "runs", "steer", "workspace"]
+__all__ = ["cli", "guarded", "main", "ops", "runs", "serve", "steer", "workspace"]

@@ -1,0 +1,186 @@
+"""Fan-out: one reader per followed run, broadcasting to every SSE subscriber.
+
+A hundred followers of one run cost one blocked XREAD, not a hundred: the first
+subscriber starts a feed (a thread that blocks on the run's stream through the client),
+later ones join it, and the last one to leave stops it (within one read's block).
+
+No gap and no duplicate: every batch a feed publishes carries ``prev``, the position it
+read after. A subscriber keeps the id of the last event it delivered; when a batch's
+``prev`` is past it (it joined late, or replayed from an older ``Last-Event-ID``), it
+fills the gap with one range read first, and it drops what it has already delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from starlette.concurrency import run_in_threadpool
+
+from runner.client import Client
+from runner.errors import RunnerError
+from runner.events import PARKED, TERMINAL, Event, StatusEvent
+
+log = logging.getLogger("runner.http.fanout")
+BLOCK_MS = 2000  # how long a feed's read blocks: also how late an unwatched feed stops
+QUEUE_LIMIT = 1000  # batches a slow subscriber may lag before it is dropped (it reconnects)
+PAGE = 500
+
+
+def position(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Events a feed read after ``prev``."""
+
+    prev: str
+    events: list[Event]
+
+
+@dataclass(frozen=True)
+class End:
+    """The feed stopped: the run ended or parked (``error`` empty), or reading failed."""
+
+    error: str = ""
+
+
+Item = Batch | End
+
+
+@dataclass
+class Feed:
+    run_id: str
+    subscribers: set[asyncio.Queue[Item]] = field(default_factory=set)
+    stopped: bool = False
+
+
+class Hub:
+    """The feeds of one app, keyed by run id; used from the event loop only."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.feeds: dict[str, Feed] = {}
+        self.reads = 0  # blocking reads done by all feeds (the fan-out measure)
+
+    def join(self, run_id: str) -> tuple[Feed, asyncio.Queue[Item]]:
+        feed = self.feeds.get(run_id)
+        if feed is None or feed.stopped:
+            feed = self.feeds[run_id] = Feed(run_id)
+            loop = asyncio.get_running_loop()
+            threading.Thread(
+                target=self._read, args=(feed, loop), name=f"feed-{run_id}", daemon=True
+            ).start()
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        feed.subscribers.add(queue)
+        return feed, queue
+
+    def leave(self, feed: Feed, queue: asyncio.Queue[Item]) -> None:
+        feed.subscribers.discard(queue)
+        if not feed.subscribers:
+            self._stop(feed)
+
+    def _stop(self, feed: Feed) -> None:
+        feed.stopped = True
+        if self.feeds.get(feed.run_id) is feed:
+            del self.feeds[feed.run_id]
+
+    def _publish(self, feed: Feed, item: Item) -> None:
+        for queue in list(feed.subscribers):
+            if queue.qsize() >= QUEUE_LIMIT:
+                feed.subscribers.discard(queue)
+                queue.put_nowait(End("too far behind; reconnect with Last-Event-ID"))
+            else:
+                queue.put_nowait(item)
+        if isinstance(item, End):
+            self._stop(feed)
+
+    def _read(self, feed: Feed, loop: asyncio.AbstractEventLoop) -> None:
+        """The feed's thread: read the stream until the run ends or nobody listens."""
+        run_id = feed.run_id
+        try:
+            newest = self.client.store.tail(run_id, 1)
+            prev = newest[-1].id if newest else "0-0"
+            while not feed.stopped:
+                self.reads += 1
+                events = self.client.read_after(run_id, prev, BLOCK_MS)
+                if events:
+                    loop.call_soon_threadsafe(self._publish, feed, Batch(prev, events))
+                    prev = events[-1].id
+                elif self.client.get(run_id).status in TERMINAL | PARKED:
+                    loop.call_soon_threadsafe(self._publish, feed, End())
+                    return
+        except RunnerError as exc:
+            log.warning("feed_failed", extra={"run": run_id, "error": str(exc)})
+            loop.call_soon_threadsafe(self._publish, feed, End(str(exc).splitlines()[0]))
+        except RuntimeError:
+            pass  # the loop closed under us: the app is shutting down
+
+
+def ends(event: Event, ended: bool) -> bool:
+    """Whether the follow is over after ``event`` (a later status can reopen it)."""
+    if isinstance(event, StatusEvent):
+        return event.status in TERMINAL or event.status in PARKED
+    return ended
+
+
+class Subscription:
+    """One follower: its replay from ``after``, then the feed's live batches, deduplicated."""
+
+    def __init__(self, hub: Hub, run_id: str, after: str) -> None:
+        self.hub = hub
+        self.run_id = run_id
+        self.last = after
+        self.ended = False
+        self.error = ""
+
+    async def _range(self) -> list[Event]:
+        """Every event after ``last`` now (paged)."""
+        out: list[Event] = []
+        after = self.last
+        while True:
+            page = await run_in_threadpool(self.hub.client.store.events, self.run_id, after, PAGE)
+            out.extend(page)
+            if len(page) < PAGE:
+                return out
+            after = page[-1].id
+
+    def _fresh(self, events: list[Event]) -> list[Event]:
+        seen = position(self.last)
+        fresh = [e for e in events if position(e.id) > seen]
+        for event in fresh:
+            self.ended = ends(event, self.ended)
+        if fresh:
+            self.last = fresh[-1].id
+        return fresh
+
+    async def events(self) -> AsyncIterator[list[Event]]:
+        """Batches of events, each new, in stream order, until the run ends or parks."""
+        feed, queue = self.hub.join(self.run_id)
+        try:
+            # Joined first, replayed second: whatever the feed reads from now on is queued.
+            replay = self._fresh(await self._range())
+            if replay:
+                yield replay
+            while not self.ended:
+                item = await queue.get()
+                if isinstance(item, End):
+                    self.error = item.error
+                    rest = [] if item.error else self._fresh(await self._range())
+                    if rest:
+                        yield rest
+                    return
+                if position(item.prev) > position(self.last):
+                    gap = self._fresh(await self._range())
+                    if gap:
+                        yield gap
+                fresh = self._fresh(item.events)
+                if fresh:
+                    yield fresh
+        finally:
+            self.hub.leave(feed, queue)

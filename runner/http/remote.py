@@ -1,0 +1,162 @@
+"""The client over HTTP: what ``open_client`` returns when RUNNER_API_URL is set.
+
+It has the Client's methods the run commands use (submit, get, runs, transcript,
+cancel, resume, send, follow), over ``runner serve``'s JSON endpoints and its SSE
+stream, so the CLI prints the same output and exits with the same codes. Errors come
+back as the same RunnerError classes, by HTTP status.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+from pydantic import TypeAdapter
+
+from runner.client import STREAM_ID, Client, Submission
+from runner.errors import (
+    AccessDenied,
+    BadInput,
+    NoSuchRun,
+    RunnerError,
+    ServerUnavailable,
+    WrongState,
+)
+from runner.events import Event, MessageEvent, Status
+from runner.keys import check_run_id
+from runner.settings import Settings
+from runner.store import RunRecord
+
+ERRORS: dict[int, type[RunnerError]] = {
+    400: BadInput,
+    401: AccessDenied,
+    403: AccessDenied,
+    404: NoSuchRun,
+    409: WrongState,
+    413: BadInput,
+    503: ServerUnavailable,
+}
+_event: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+class RemoteClient(Client):
+    """The run operations through ``runner serve`` (never Redis)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        token = settings.api_token.get_secret_value() if settings.api_token else ""
+        self.http = httpx.Client(
+            base_url=str(settings.api_url),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(30, read=60),
+        )
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            reply = self.http.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise ServerUnavailable(f"cannot reach {self.settings.api_url}: {exc}") from exc
+        return _checked(reply)
+
+    def submit(self, sub: Submission) -> str:
+        body = {
+            "prompt": sub.prompt,
+            "model": sub.model,
+            "queue": sub.queue,
+            "max_steps": sub.max_steps,
+            "script": sub.script,
+            "session": sub.session,
+        }
+        return str(self._call("POST", "/runs", body)["id"])
+
+    def get(self, run_id: str) -> RunRecord:
+        return RunRecord.model_validate(self._call("GET", f"/runs/{check_run_id(run_id)}"))
+
+    def runs(self, status: Status | None = None, limit: int = 50) -> list[RunRecord]:
+        query = f"?limit={limit}" + (f"&status={status.value}" if status else "")
+        return [RunRecord.model_validate(r) for r in self._call("GET", "/runs" + query)["runs"]]
+
+    def transcript(self, run_id: str) -> list[MessageEvent]:
+        reply = self._call("GET", f"/runs/{check_run_id(run_id)}/transcript")
+        return [MessageEvent.model_validate(m) for m in reply["messages"]]
+
+    def workers_serving(self, queue: str) -> int:
+        return int(self._call("GET", f"/queues/{queue}/workers")["workers"])
+
+    def cancel(self, run_id: str) -> Status:
+        return Status(self._call("POST", f"/runs/{check_run_id(run_id)}/cancel")["before"])
+
+    def resume(self, run_id: str) -> Status:
+        return Status(self._call("POST", f"/runs/{check_run_id(run_id)}/resume")["before"])
+
+    def send(self, run_id: str, text: str) -> Status:
+        path = f"/runs/{check_run_id(run_id)}/send"
+        return Status(self._call("POST", path, {"message": text})["status"])
+
+    def follow_batches(
+        self,
+        run_id: str,
+        tail: int | None = None,
+        on_retry: Callable[[BaseException], None] | None = None,
+        block_ms: int = 5000,
+        after: str | None = None,
+    ) -> Iterator[list[Event]]:
+        """The SSE stream, one event per batch; a lost connection resumes with Last-Event-ID."""
+        check_run_id(run_id)
+        if tail is not None:
+            raise BadInput("--tail is not available through RUNNER_API_URL")
+        if after is not None and not STREAM_ID.fullmatch(after):
+            raise BadInput(f"not an event id: {after[:40]!r} (expected MS-SEQ)")
+        last = after or "0-0"
+        deadline = time.monotonic() + self.settings.reconnect_seconds
+        while True:
+            try:
+                for event in self._stream(run_id, last):
+                    if event is None:
+                        return
+                    last = event.id
+                    deadline = time.monotonic() + self.settings.reconnect_seconds
+                    yield [event]
+            except (httpx.HTTPError, ServerUnavailable) as exc:
+                if time.monotonic() > deadline:
+                    raise ServerUnavailable(f"lost {self.settings.api_url} for good") from exc
+                if on_retry is not None:
+                    on_retry(exc)
+                time.sleep(1)
+
+    def _stream(self, run_id: str, last: str) -> Iterator[Event | None]:
+        """Events from one SSE connection; None at ``end``; returns on ``problem``."""
+        headers = {"Last-Event-ID": last}
+        with self.http.stream("GET", f"/runs/{run_id}/events", headers=headers) as reply:
+            if reply.status_code != 200:
+                reply.read()
+                _checked(reply)
+            kind, data = "", ""
+            for line in reply.iter_lines():
+                if line.startswith("event:"):
+                    kind = line[6:].strip()
+                elif line.startswith("data:"):
+                    data = line[5:].strip()
+                elif not line and data:
+                    if kind == "end":
+                        yield None
+                        return
+                    if kind == "problem":
+                        raise ServerUnavailable(json.loads(data)["error"])
+                    yield _event.validate_json(data)
+                    kind, data = "", ""
+
+
+def _checked(reply: httpx.Response) -> Any:
+    try:
+        body = reply.json()
+    except ValueError:
+        body = {}
+    if reply.is_success:
+        return body
+    cls = ERRORS.get(reply.status_code, RunnerError)
+    message = body.get("error") if isinstance(body, dict) else None
+    raise cls(str(message or f"HTTP {reply.status_code}"))
