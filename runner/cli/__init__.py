@@ -4,6 +4,7 @@
 - ``runs``: submit, follow, status, list, transcript
 - ``steer``: cancel, resume, send
 - ``ops``: worker, sweep, dev, demo, bench
+- ``admin``: doctor, server status|stop
 - ``render``: human views of events and runs; ``following``: following a run
 
 Commands fetch through the client and print through ``render``; none of them touches
@@ -12,7 +13,7 @@ Redis or RQ itself. Importing this package registers every command on ``cli``.
 
 from __future__ import annotations
 
-from runner.cli import ops, runs, steer
+from runner.cli import admin, ops, runs, steer
 from runner.cli.group import cli, guarded, main
 
-__all__ = ["cli", "guarded", "main", "ops", "runs", "steer"]
+__all__ = ["admin", "cli", "guarded", "main", "ops", "runs", "steer"]
