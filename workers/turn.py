@@ -12,8 +12,9 @@ import shutil
 from pathlib import Path
 
 import redis
+from rq import get_current_job
 
-from runner import outage
+from runner import logs, outage
 from runner.connection import connect
 from runner.errors import BadInput, StaleEpoch
 from runner.events import TERMINAL, Status
@@ -49,6 +50,8 @@ def run_turn(run_id: str) -> str:
     store = RunStore(connect(settings), Keys(settings.prefix), settings.retention_seconds)
     stop = current_stop(settings)
     fields: dict[str, object] = {"run": run_id, "worker": worker}
+    job = get_current_job()
+    logs.bind(run=run_id, worker=worker, queue=job.origin if job else None, epoch=None)
     # Nothing is claimed yet, so a stop ends the wait at once.
     claiming = outage.retrying(
         settings.reconnect_seconds, log, fields, lambda: 0.0 if stop else None, stop.requested
@@ -64,6 +67,7 @@ def run_turn(run_id: str) -> str:
         log.info("nothing to run: the run is not queued", extra=fields)
         return "skipped"
     fields["epoch"] = epoch
+    logs.bind(epoch=epoch)
     log.info("attempt started", extra=fields)
     workspace = settings.workspace_root / run_id
     with Lease(store, run_id, epoch, settings.lease_seconds, stop):

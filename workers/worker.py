@@ -334,7 +334,7 @@ def main(queues: list[str], name: str | None, burst: bool, settings: Settings) -
     from runner.logs import setup
     from workers.tools.env import hide_environment
 
-    setup()
+    setup(fmt=settings.log_format)
     hide_environment()  # tools run as this user: /proc/PID/environ must not show our secrets
     url = redis_url(settings)
     store = RunStore(connect(settings, url=url), Keys(settings.prefix), settings.retention_seconds)
