@@ -14,7 +14,7 @@ from pathlib import Path
 import redis
 from rq import get_current_job
 
-from runner import logs, outage
+from runner import logs, metrics, outage
 from runner.connection import connect
 from runner.errors import BadInput, StaleEpoch
 from runner.events import TERMINAL, Status
@@ -52,6 +52,7 @@ def run_turn(run_id: str) -> str:
     fields: dict[str, object] = {"run": run_id, "worker": worker}
     job = get_current_job()
     logs.bind(run=run_id, worker=worker, queue=job.origin if job else None, epoch=None)
+    metrics.bind(queue=job.origin if job else None)
     # Nothing is claimed yet, so a stop ends the wait at once.
     claiming = outage.retrying(
         settings.reconnect_seconds, log, fields, lambda: 0.0 if stop else None, stop.requested
@@ -72,6 +73,7 @@ def run_turn(run_id: str) -> str:
     workspace = settings.workspace_root / run_id
     with Lease(store, run_id, epoch, settings.lease_seconds, stop):
         record = claiming(lambda: store.get(run_id))
+        metrics.bind(queue=record.queue, model=record.model)
         outcome = _attempt(store, record, epoch, stop, settings, workspace, worker)
     ended = _end(store, run_id, epoch, outcome, worker, stop, settings, fields)
     if ended in TERMINAL:
@@ -108,6 +110,7 @@ def _end(
     try:
         finishing(write)
     except StaleEpoch:
+        metrics.fenced()
         log.warning("fenced before the attempt could end", extra=fields)
         return None
     except redis.RedisError as exc:
@@ -116,6 +119,9 @@ def _end(
         # The lease runs out with this process; a sweep requeues the run once it can.
         log.warning("attempt could not end", extra={**fields, "error": outage.describe(exc)})
         return None
+    metrics.run_ended(str(status))
+    if outcome.reason.startswith("handoff"):
+        metrics.handoff()
     return status
 
 
