@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import redis
 
-from runner import metrics, outage
+from runner import metrics, outage, tracing
 from runner.errors import StaleEpoch
 from runner.events import Event, MessageEvent, Status, ToolCallOut, UsageEvent
 from runner.settings import Settings
@@ -108,12 +108,13 @@ class Turn:
                 self._take_inbox()
             called = time.monotonic()
             try:
-                reply = self.model.complete(
-                    self.transcript.messages,
-                    tool_specs(),
-                    self.stop,
-                    step=self.transcript.own_steps,
-                )
+                with tracing.span("model call", step=self.transcript.own_steps):
+                    reply = self.model.complete(
+                        self.transcript.messages,
+                        tool_specs(),
+                        self.stop,
+                        step=self.transcript.own_steps,
+                    )
             except Interrupted:
                 return self._stopped()
             except Exception as exc:
@@ -132,7 +133,8 @@ class Turn:
             for call in reply.tool_calls:
                 if self.stop.hurry.is_set():
                     return self._stopped()
-                result = run_tool(call.name, call.arguments, self.tools)
+                with tracing.span("tool call", tool=call.name, call=call.id):
+                    result = run_tool(call.name, call.arguments, self.tools)
                 self._commit_tool(call.id, call.name, result.content)
                 if result.interrupted:
                     return self._stopped()

@@ -14,7 +14,7 @@ from pathlib import Path
 import redis
 from rq import get_current_job
 
-from runner import logs, metrics, outage
+from runner import logs, metrics, outage, tracing
 from runner.connection import connect
 from runner.errors import BadInput, StaleEpoch
 from runner.events import TERMINAL, Status
@@ -71,11 +71,15 @@ def run_turn(run_id: str) -> str:
     logs.bind(epoch=epoch)
     log.info("attempt started", extra=fields)
     workspace = settings.workspace_root / run_id
-    with Lease(store, run_id, epoch, settings.lease_seconds, stop):
-        record = claiming(lambda: store.get(run_id))
-        metrics.bind(queue=record.queue, model=record.model)
-        outcome = _attempt(store, record, epoch, stop, settings, workspace, worker)
-    ended = _end(store, run_id, epoch, outcome, worker, stop, settings, fields)
+    with tracing.span("attempt", run=run_id, epoch=epoch, worker=worker) as span:
+        with Lease(store, run_id, epoch, settings.lease_seconds, stop):
+            record = claiming(lambda: store.get(run_id))
+            metrics.bind(queue=record.queue, model=record.model)
+            outcome = _attempt(store, record, epoch, stop, settings, workspace, worker)
+        ended = _end(store, run_id, epoch, outcome, worker, stop, settings, fields)
+        if span is not None:
+            span.set_attribute("status", str(ended))
+    tracing.flush()
     if ended in TERMINAL:
         # The run is over: its directory on this host is of no more use (issue 10, 8).
         shutil.rmtree(workspace, ignore_errors=True)

@@ -340,6 +340,9 @@ def main(queues: list[str], name: str | None, burst: bool, settings: Settings) -
 
     setup(fmt=settings.log_format)
     hide_environment()  # tools run as this user: /proc/PID/environ must not show our secrets
+    from runner import tracing
+
+    tracing.setup()  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set
     # Before any fork: the horses inherit where to write their counts.
     served = metrics.serve(settings.metrics_port) if settings.metrics_port else None
     try:
