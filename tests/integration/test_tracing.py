@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from runner import logs
 from runner.client import Submission, open_client
 from runner.settings import Settings, get_settings
 from tests.conftest import Server
@@ -32,6 +33,7 @@ def exporter(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
 def test_a_two_tool_turn_has_an_attempt_span_with_model_and_tool_spans(
     server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exporter: InMemorySpanExporter
 ) -> None:
+    monkeypatch.setattr(logs, "_bound", {})  # the turn binds its run fields in-process
     monkeypatch.setenv("RUNNER_REDIS_URL", server.url)
     monkeypatch.setenv("RUNNER_WORKSPACE_ROOT", str(tmp_path / "ws"))
     get_settings.cache_clear()
