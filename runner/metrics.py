@@ -13,9 +13,11 @@ set (status, queue, model, kind), never a run id.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
@@ -26,6 +28,7 @@ INSTALL_HINT = "RUNNER_METRICS_PORT needs prometheus-client: pip install 'runner
 # Step, commit and model call latencies: a commit is milliseconds, a model call seconds.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _labels: dict[str, str] = {"queue": "", "model": ""}  # of the turn this process runs
+_depths: list[Callable[[], dict[str, int]]] = []  # read at scrape time by the worker
 
 
 def enabled() -> bool:
@@ -49,6 +52,7 @@ def serve(port: int) -> str:
         raise RunnerError(INSTALL_HINT) from exc
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(_QueueDepth())
     try:
         start_http_server(port, registry=registry)
     except OSError as exc:
@@ -61,6 +65,27 @@ def stop_serving(directory: str) -> None:
     """Forget this worker's counts (its directory) as it exits."""
     os.environ.pop(MULTIPROC_ENV, None)
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def watch_queues(depths: Callable[[], dict[str, int]]) -> None:
+    """Serve ``runner_queue_depth`` from ``depths()`` (queue -> runs waiting) at each scrape."""
+    _depths[:] = [depths]
+
+
+class _QueueDepth:
+    """A gauge read from the server when scraped: no process has to keep it up to date."""
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        gauge = GaugeMetricFamily("runner_queue_depth", "Runs waiting in a queue", labels=["queue"])
+        for depths in _depths:
+            try:
+                for queue, n in depths().items():
+                    gauge.add_metric([queue], n)
+            except Exception:  # a scrape during an outage still serves the counters
+                logging.getLogger("runner.metrics").warning("queue depth unavailable")
+        yield gauge
 
 
 def bind(queue: str | None = None, model: str | None = None) -> None:

@@ -366,5 +366,6 @@ def _work(queues: list[str], name: str | None, burst: bool, settings: Settings) 
         connection=rq_conn,
         name=name or default_name(),
     )
+    metrics.watch_queues(lambda: {q: Queue(q, connection=rq_conn).count for q in queues})
     worker.work(burst=burst, logging_level="INFO")
     return 0

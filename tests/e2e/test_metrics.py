@@ -36,7 +36,9 @@ def value(samples: dict, name: str, **labels: str) -> float:
 def test_metrics_count_a_turn_with_a_handoff_and_a_crash(cli, env, store, tmp_path) -> None:
     port = free_port()
     worker = cli.worker("mw", env={**env, "RUNNER_METRICS_PORT": str(port)})
-    assert value(scrape(port), "runner_handoffs_total", queue="default") == 0
+    first = scrape(port)
+    assert value(first, "runner_handoffs_total", queue="default") == 0
+    assert ("runner_queue_depth", (("queue", "default"),)) in first  # read at scrape time
     steps = [
         {"content": "one", "tool": "shell", "args": {"command": "echo a"}},
         {"content": "thinking", "sleep": 3},
