@@ -13,7 +13,7 @@ COPY pyproject.toml README.md ./
 COPY runner ./runner
 COPY workers ./workers
 # Every provider extra (runner/providers.py): a worker can run any model spec.
-RUN pip install --no-cache-dir '.[openai,serve,workspace]' \
+RUN pip install --no-cache-dir '.[openai,serve,workspace,metrics,tracing]' \
  && mkdir -p /data/workspaces && chown -R runner /data
 
 USER runner

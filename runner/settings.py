@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     # issue 15: set, the CLI's run commands go through that `runner serve` instead of Redis.
     api_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
     api_token: SecretStr | None = None
+    # Operations (issue 16): the log format, and the port each worker serves /metrics on
+    # (unset: no metrics served).
+    log_format: Literal["text", "json"] = "text"
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # Providers. Unset, the SDK's own variables (OPENAI_API_KEY, OPENAI_BASE_URL) apply.
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None

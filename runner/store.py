@@ -141,6 +141,10 @@ class RunStore:
             cached = self._key_cache[run_id] = self.keys.script_keys(run_id)
         return cached
 
+    def script_sources(self) -> dict[str, str]:
+        """Each Lua script's source by name (``runner doctor`` loads them all)."""
+        return {name: str(script.script) for name, script in self._scripts.items()}
+
     def _call(self, name: str, run_id: str, *args: Any, keys: list[str] | None = None) -> Any:
         try:
             return self._scripts[name](keys=keys or self._keys(run_id), args=[run_id, *args])

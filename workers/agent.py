@@ -13,6 +13,7 @@ stream on replay and fed every batch this attempt commits.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import TypeVar
 
 import redis
 
-from runner import outage
+from runner import metrics, outage, tracing
 from runner.errors import BadInput, StaleEpoch, WorkspaceError
 from runner.events import (
     Event,
@@ -105,6 +106,7 @@ class Turn:
             self._take_inbox()
             return self._loop()
         except StaleEpoch as exc:
+            metrics.fenced()
             log.warning("fenced", extra={**self.fields, "error": str(exc)})
             return Outcome(None, "fenced")
         except redis.RedisError as exc:
@@ -120,25 +122,35 @@ class Turn:
                 return Outcome(Status.FAILED, f"max steps ({self.max_steps}) reached")
             if self.inbox:
                 self._take_inbox()
+            called = time.monotonic()
             try:
-                reply = self.model.complete(
-                    self.transcript.messages,
-                    tool_specs(),
-                    self.stop,
-                    step=self.transcript.own_steps,
-                )
+                with tracing.span("model call", step=self.transcript.own_steps):
+                    reply = self.model.complete(
+                        self.transcript.messages,
+                        tool_specs(),
+                        self.stop,
+                        step=self.transcript.own_steps,
+                    )
             except Interrupted:
                 return self._stopped()
             except Exception as exc:
                 log.exception("model call failed", extra=self.fields)
                 return Outcome(Status.FAILED, "model error", f"{type(exc).__name__}: {exc}")
+            usage = reply.usage
+            metrics.model_called(
+                time.monotonic() - called,
+                usage.input_tokens if usage else 0,
+                usage.output_tokens if usage else 0,
+                (usage.cost or 0) if usage else 0,
+            )
             self._commit_reply(reply)
             if not reply.tool_calls:
                 return Outcome(Status.SUCCEEDED, "final answer")
             for call in reply.tool_calls:
                 if self.stop.hurry.is_set():
                     return self._stopped()
-                result = run_tool(call.name, call.arguments, self.tools)
+                with tracing.span("tool call", tool=call.name, call=call.id):
+                    result = run_tool(call.name, call.arguments, self.tools)
                 self._commit_tool(call.id, call.name, result.content)
                 if result.interrupted:
                     return self._stopped()
@@ -260,9 +272,11 @@ class Turn:
     def _commit(self, events: list[Event]) -> None:
         steps = sum(1 for e in events if isinstance(e, MessageEvent))
         seen = self.transcript.seen
+        started = time.monotonic()
         commit = self._retrying(
             lambda: self.store.commit(self.run_id, self.epoch, events, seen, steps)
         )
+        metrics.committed(steps, time.monotonic() - started)
         self.transcript.add(events, last_id=commit.last_id)
         self.inbox = commit.inbox
 

@@ -12,8 +12,9 @@ import shutil
 from pathlib import Path
 
 import redis
+from rq import get_current_job
 
-from runner import outage
+from runner import logs, metrics, outage, tracing
 from runner.connection import connect
 from runner.errors import BadInput, StaleEpoch
 from runner.events import TERMINAL, Status
@@ -49,6 +50,9 @@ def run_turn(run_id: str) -> str:
     store = RunStore(connect(settings), Keys(settings.prefix), settings.retention_seconds)
     stop = current_stop(settings)
     fields: dict[str, object] = {"run": run_id, "worker": worker}
+    job = get_current_job()
+    logs.bind(run=run_id, worker=worker, queue=job.origin if job else None, epoch=None)
+    metrics.bind(queue=job.origin if job else None)
     # Nothing is claimed yet, so a stop ends the wait at once.
     claiming = outage.retrying(
         settings.reconnect_seconds, log, fields, lambda: 0.0 if stop else None, stop.requested
@@ -64,12 +68,20 @@ def run_turn(run_id: str) -> str:
         log.info("nothing to run: the run is not queued", extra=fields)
         return "skipped"
     fields["epoch"] = epoch
+    logs.bind(epoch=epoch)
     log.info("attempt started", extra=fields)
     workspace = settings.workspace_root / run_id
-    with Lease(store, run_id, epoch, settings.lease_seconds, stop, settings.cancel_poll_seconds):
-        record = claiming(lambda: store.get(run_id))
-        outcome = _attempt(store, record, epoch, stop, settings, workspace, worker)
-    ended = _end(store, run_id, epoch, outcome, worker, stop, settings, fields)
+    with tracing.span("attempt", run=run_id, epoch=epoch, worker=worker) as span:
+        with Lease(
+            store, run_id, epoch, settings.lease_seconds, stop, settings.cancel_poll_seconds
+        ):
+            record = claiming(lambda: store.get(run_id))
+            metrics.bind(queue=record.queue, model=record.model)
+            outcome = _attempt(store, record, epoch, stop, settings, workspace, worker)
+        ended = _end(store, run_id, epoch, outcome, worker, stop, settings, fields)
+        if span is not None:
+            span.set_attribute("status", str(ended))
+    tracing.flush()
     if ended in TERMINAL:
         # The run is over: its directory on this host is of no more use (issue 10, 8).
         shutil.rmtree(workspace, ignore_errors=True)
@@ -104,6 +116,7 @@ def _end(
     try:
         finishing(write)
     except StaleEpoch:
+        metrics.fenced()
         log.warning("fenced before the attempt could end", extra=fields)
         return None
     except redis.RedisError as exc:
@@ -112,6 +125,9 @@ def _end(
         # The lease runs out with this process; a sweep requeues the run once it can.
         log.warning("attempt could not end", extra={**fields, "error": outage.describe(exc)})
         return None
+    metrics.run_ended(str(status))
+    if outcome.reason.startswith("handoff"):
+        metrics.handoff()
     return status
 
 

@@ -36,7 +36,7 @@ from rq.queue import Queue
 from rq.utils import as_text
 from rq.worker import Worker, WorkerStatus
 
-from runner import queueing
+from runner import metrics, queueing
 from runner.errors import BadInput, UnsafeServer
 from runner.events import Status
 from runner.keys import Keys
@@ -209,6 +209,8 @@ class RunnerWorker(OutageTolerantWorker):
             if not self.store.redis.set(self.store.keys.sweep_lock, self.name, nx=True, px=lock_ms):
                 return
             report = sweeper.sweep(self.store, self.connection, self.settings)
+            metrics.lease_expired(len(report.requeued) + len(report.suspended))
+            metrics.dirty_restart(len(report.requeued))
         except redis.RedisError as exc:
             if not is_outage(exc):
                 raise
@@ -254,6 +256,9 @@ class RunnerWorker(OutageTolerantWorker):
                 epoch=record.epoch,
                 lease_gone=False,
             )
+            metrics.run_ended(str(status), queue)
+            if status is Status.QUEUED:
+                metrics.dirty_restart()
             log.warning(
                 "turn process died; %s",
                 "requeued" if status is Status.QUEUED else f"run is {status}",
@@ -330,12 +335,26 @@ def refuse_unsafe_server(client: redis.Redis) -> None:
 
 def main(queues: list[str], name: str | None, burst: bool, settings: Settings) -> int:
     """Run a worker until stopped; returns the exit code."""
-    from runner.connection import connect, redis_url
     from runner.logs import setup
     from workers.tools.env import hide_environment
 
-    setup()
+    setup(fmt=settings.log_format)
     hide_environment()  # tools run as this user: /proc/PID/environ must not show our secrets
+    from runner import tracing
+
+    tracing.setup()  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set
+    # Before any fork: the horses inherit where to write their counts.
+    served = metrics.serve(settings.metrics_port) if settings.metrics_port else None
+    try:
+        return _work(queues, name, burst, settings)
+    finally:
+        if served is not None:
+            metrics.stop_serving(served)
+
+
+def _work(queues: list[str], name: str | None, burst: bool, settings: Settings) -> int:
+    from runner.connection import connect, redis_url
+
     url = redis_url(settings)
     store = RunStore(connect(settings, url=url), Keys(settings.prefix), settings.retention_seconds)
     rq_conn = connect(settings, url=url, decode=False)
@@ -347,5 +366,6 @@ def main(queues: list[str], name: str | None, burst: bool, settings: Settings) -
         connection=rq_conn,
         name=name or default_name(),
     )
+    metrics.watch_queues(lambda: {q: Queue(q, connection=rq_conn).count for q in queues})
     worker.work(burst=burst, logging_level="INFO")
     return 0

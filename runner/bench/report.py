@@ -13,6 +13,7 @@ import redis
 from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 from runner.bench.stats import Figure
@@ -132,6 +133,32 @@ def _row(f: Figure) -> list[str]:
     ]
 
 
+def _table(report: Report) -> Table:
+    table = Table(pad_edge=False, box=box.SIMPLE_HEAD)
+    for col in COLUMNS:
+        left = col in ("figure", "floor", "goal")
+        table.add_column(col, justify="left" if left else "right", no_wrap=col in NO_WRAP)
+    for key, figures in report.sections.items():
+        table.add_row(f"[bold]{TITLES.get(key, key)}[/]", end_section=False)
+        for figure in figures:
+            table.add_row(*_row(figure))
+    return table
+
+
+def _blocks(console: Console, report: Report) -> None:
+    """The table's cells as lines that wrap as a whole, never cut to fit a column."""
+    for key, figures in report.sections.items():
+        console.print(f"[bold]{TITLES.get(key, key)}[/]")
+        for f in figures:
+            cells = dict(zip(COLUMNS, _row(f), strict=True))
+            spread = f"p10-p90 {cells['p10-p90']}, n {cells['n']}"
+            console.print(f"  {cells['figure']}: {cells['value']} ({spread})")
+            console.print(
+                f"    {cells['ratio']} x floor {cells['floor']} {cells['floor value']}"
+                + (f"; goal {cells['goal']}" if cells["goal"] else "")
+            )
+
+
 def render(console: Console, report: Report) -> None:
     """Print the report for a human: machine, settings, one table, notes."""
     m, s = report.machine, report.settings
@@ -146,15 +173,12 @@ def render(console: Console, report: Report) -> None:
         f"grace {s['shutdown_grace']:g}s; {report.seconds:.0f}s in all; load average at the "
         f"start {' '.join(f'{x:g}' for x in m.get('load_average', []))}"
     )
-    table = Table(pad_edge=False, box=box.SIMPLE_HEAD)
-    for col in COLUMNS:
-        left = col in ("figure", "floor", "goal")
-        table.add_column(col, justify="left" if left else "right", no_wrap=col in NO_WRAP)
-    for key, figures in report.sections.items():
-        table.add_row(f"[bold]{TITLES.get(key, key)}[/]", end_section=False)
-        for figure in figures:
-            table.add_row(*_row(figure))
-    console.print(table)
+    table = _table(report)
+    wide = console.options.update_width(10_000)  # what the table needs, unclamped
+    if Measurement.get(console, wide, table).maximum <= console.width:
+        console.print(table)
+    else:  # a pipe (80 columns) or a narrow terminal: whole figures, one block each
+        _blocks(console, report)
     console.print(
         "value and floor value: medians, or p99 where the figure says so; ratio = value / floor"
     )

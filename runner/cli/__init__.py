@@ -6,6 +6,7 @@
 - ``workspace``: diff, pull
 - ``ops``: worker, sweep, dev, demo, bench
 - ``serve``: serve (the HTTP API), token create|revoke
+- ``admin``: doctor, server status|stop
 - ``render``: human views of events and runs; ``following``: following a run
 
 Commands fetch through the client and print through ``render``; none of them touches
@@ -14,7 +15,7 @@ Redis or RQ itself. Importing this package registers every command on ``cli``.
 
 from __future__ import annotations
 
-from runner.cli import ops, runs, serve, steer, workspace
+from runner.cli import admin, ops, runs, serve, steer, workspace
 from runner.cli.group import cli, guarded, main
 
-__all__ = ["cli", "guarded", "main", "ops", "runs", "serve", "steer", "workspace"]
+__all__ = ["admin", "cli", "guarded", "main", "ops", "runs", "serve", "steer", "workspace"]

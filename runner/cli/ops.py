@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from pathlib import Path
 
 import click
 
@@ -62,7 +63,23 @@ def demo() -> None:
     """
     from runner import demo as demo_mod
 
-    sys.exit(demo_mod.run(settings(), out))
+    cfg = settings()
+    code = demo_mod.run(cfg, out)
+    if not cfg.redis_url:
+        _say_server_runs(cfg.data_dir)
+    sys.exit(code)
+
+
+def _say_server_runs(data_dir: Path) -> None:
+    """The demo leaves the embedded server running for the next command: say so."""
+    from runner.embedded import running_port
+
+    port = running_port(data_dir)
+    if port is not None:
+        out.print(
+            f"The embedded server is still running (127.0.0.1:{port}, data in {data_dir}); "
+            "stop it with: runner server stop"
+        )
 
 
 @cli.command()

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -151,27 +152,49 @@ def _status_cell(r: RunRecord) -> Text:
 
 
 def runs(console: Console, records: list[RunRecord]) -> None:
-    """A table of runs; a damaged one says DAMAGED and what is wrong in place of its title."""
-    table = Table(box=None, pad_edge=False)
-    table.add_column("ID", no_wrap=True, min_width=19)
-    table.add_column("STATUS", no_wrap=True, min_width=9)
-    for col in ("STEPS", "QUEUE", "WORKER", "UPDATED UTC"):
-        table.add_column(col, no_wrap=True, overflow="ellipsis")
-    # The title takes what is left and gives way first on a narrow terminal.
-    table.add_column("TITLE", no_wrap=True, overflow="ellipsis", ratio=1, min_width=4)
-    for r in records:
-        damaged = r.damaged
-        title = Text(visible(damaged), "red") if damaged else Text(visible(r.title))
-        table.add_row(
-            Text(visible(r.id)),
-            _status_cell(r),
-            str(r.steps),
-            Text(visible(r.queue)),
-            Text(visible(r.worker) or "-"),
-            _when(r.updated_ms)[5:],  # MM-DD HH:MM:SS: the year only costs width
-            title,
+    """A table of runs; a damaged one says DAMAGED and what is wrong in place of its title.
+
+    No cell is ever cut to "…": the title wraps in its column, and where even the other
+    columns do not fit (a pipe gets 80), each run is printed as two whole lines instead.
+    """
+    rows = [_run_row(r) for r in records]
+    table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0))
+    for col in RUN_COLUMNS:
+        table.add_column(col, no_wrap=True, min_width=len(col))
+    # The title takes what is left and wraps there.
+    table.add_column("TITLE", overflow="fold", ratio=1, min_width=TITLE_MIN)
+    for row in rows:
+        table.add_row(*row)
+    wide = console.options.update_width(10_000)
+    if Measurement.get(console, wide, table).minimum <= console.width:
+        console.print(table)
+        return
+    for row in rows:
+        ident, status, steps, queue, worker, updated, title = row
+        console.print(
+            Text.assemble(ident, "  ", status, f"  {steps} steps  queue ", queue, "  worker ")
+            + Text.assemble(worker, f"  {updated}"),
+            soft_wrap=False,  # wrapped between words, never cut
         )
-    console.print(table)
+        console.print(Text.assemble("  ", title), soft_wrap=False)
+
+
+RUN_COLUMNS = ("ID", "STATUS", "STEPS", "QUEUE", "WORKER", "UPDATED UTC")
+TITLE_MIN = 12
+
+
+def _run_row(r: RunRecord) -> tuple[Text, Text, str, Text, Text, str, Text]:
+    damaged = r.damaged
+    title = Text(visible(damaged), "red") if damaged else Text(visible(r.title))
+    return (
+        Text(visible(r.id)),
+        _status_cell(r),
+        str(r.steps),
+        Text(visible(r.queue)),
+        Text(visible(r.worker) or "-"),
+        _when(r.updated_ms)[5:],  # MM-DD HH:MM:SS: the year only costs width
+        title,
+    )
 
 
 def run(console: Console, r: RunRecord) -> None:
