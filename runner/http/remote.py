@@ -29,6 +29,7 @@ from runner.events import Event, MessageEvent, Status
 from runner.keys import check_run_id
 from runner.settings import Settings
 from runner.store import RunRecord
+from runner.workspace.access import UploadProgress
 
 ERRORS: dict[int, type[RunnerError]] = {
     400: BadInput,
@@ -61,7 +62,9 @@ class RemoteClient(Client):
             raise ServerUnavailable(f"cannot reach {self.settings.api_url}: {exc}") from exc
         return _checked(reply)
 
-    def submit(self, sub: Submission) -> str:
+    def submit(self, sub: Submission, progress: UploadProgress | None = None) -> str:
+        if sub.workspace:
+            raise BadInput("--workspace is not supported through RUNNER_API_URL yet")
         body = {
             "prompt": sub.prompt,
             "model": sub.model,
