@@ -95,6 +95,11 @@ class Keys:
         """String: the scripted model's JSON script, stored at submit time."""
         return self._run(run_id, "script")
 
+    def deltas(self, run_id: str) -> str:
+        """Stream: the run's in-flight output (deltas), capped and short-lived; never read
+        back by a turn, so it is in no script's KEYS (issue 12)."""
+        return self._run(run_id, "deltas")
+
     def run_keys(self, run_id: str) -> list[str]:
         """All keys of one run (for retention and deletion)."""
         return [self._run(run_id, what) for what in RUN_KEYS]

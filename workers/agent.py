@@ -21,6 +21,7 @@ from typing import TypeVar
 import redis
 
 from runner import outage
+from runner.deltas import DeltaWriter
 from runner.errors import StaleEpoch
 from runner.events import Event, MessageEvent, Status, ToolCallOut, UsageEvent
 from runner.settings import Settings
@@ -74,6 +75,15 @@ class Turn:
             output_bytes=settings.tool_output_bytes,
         )
         self.transcript = Transcript()
+        self.deltas = DeltaWriter(
+            store.redis,
+            store.keys.deltas(run_id),
+            epoch,
+            flush_seconds=settings.delta_flush_ms / 1000,
+            maxlen=settings.delta_maxlen,
+            ttl_seconds=settings.delta_ttl_seconds,
+            fields=self.fields,
+        )
         self.inbox = 0  # messages waiting in the inbox, as the last commit reported
         # Built once: it wraps every commit, the hot path of a turn.
         self._retry = outage.retrying(
@@ -82,6 +92,12 @@ class Turn:
 
     def run(self) -> Outcome:
         """Run until the turn ends or stops; never raises for a fenced attempt or an outage."""
+        try:
+            return self._run()
+        finally:
+            self.deltas.close()
+
+    def _run(self) -> Outcome:
         try:
             self.transcript = Transcript.fold(self._retrying(self._read_all))
             self._repair()
@@ -104,18 +120,21 @@ class Turn:
                 return Outcome(Status.FAILED, f"max steps ({self.max_steps}) reached")
             if self.inbox:
                 self._take_inbox()
+            self.deltas.begin(self.transcript.last_id)
             try:
                 reply = self.model.complete(
                     self.transcript.messages,
                     tool_specs(),
                     self.stop,
                     step=self.transcript.own_steps,
+                    sink=self.deltas,
                 )
             except Interrupted:
                 return self._stopped()
             except Exception as exc:
                 log.exception("model call failed", extra=self.fields)
                 return Outcome(Status.FAILED, "model error", f"{type(exc).__name__}: {exc}")
+            self.deltas.discard()
             self._commit_reply(reply)
             if not reply.tool_calls:
                 return Outcome(Status.SUCCEEDED, "final answer")

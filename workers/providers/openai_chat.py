@@ -16,7 +16,16 @@ from openai.types.chat import ChatCompletion
 from runner.errors import ModelError
 from runner.redact import redact
 from runner.settings import Settings
-from workers.providers.base import POLL_SECONDS, Interrupted, Reply, ToolCall, ToolSpec, Usage
+from workers.providers.base import (
+    NULL_SINK,
+    POLL_SECONDS,
+    Interrupted,
+    Reply,
+    Sink,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 from workers.stop import Stop
 
 # Failures worth another attempt: the request had no effect and may well work next time.
@@ -133,6 +142,7 @@ class OpenAIModel:
         stop: Stop,
         *,
         step: int | None = None,
+        sink: Sink = NULL_SINK,
     ) -> Reply:
         """Ask the API, abandoning the call (Interrupted) if a stop is requested."""
         if stop.requested.is_set():
