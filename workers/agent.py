@@ -68,13 +68,6 @@ class Turn:
         self.settings = settings
         self.max_steps = max_steps
         self.fields = {"run": run_id, "epoch": epoch, "worker": worker}
-        self.tools = ToolContext(
-            workspace=workspace,
-            stop=stop,
-            timeout=settings.tool_timeout,
-            output_bytes=settings.tool_output_bytes,
-        )
-        self.transcript = Transcript()
         self.deltas = DeltaWriter(
             store.redis,
             store.keys.deltas(run_id),
@@ -84,10 +77,24 @@ class Turn:
             ttl_seconds=settings.delta_ttl_seconds,
             fields=self.fields,
         )
+        self.tools = ToolContext(
+            workspace=workspace,
+            stop=stop,
+            timeout=settings.tool_timeout,
+            output_bytes=settings.tool_output_bytes,
+            progress=self.deltas.note,
+            progress_after=settings.tool_progress_seconds,
+        )
+        self.transcript = Transcript()
         self.inbox = 0  # messages waiting in the inbox, as the last commit reported
         # Built once: it wraps every commit, the hot path of a turn.
         self._retry = outage.retrying(
-            settings.reconnect_seconds, log, self.fields, stop.time_left, stop.requested
+            settings.reconnect_seconds,
+            log,
+            self.fields,
+            stop.time_left,
+            stop.requested,
+            on_wait=self.deltas.note,
         )
 
     def run(self) -> Outcome:
@@ -141,7 +148,9 @@ class Turn:
             for call in reply.tool_calls:
                 if self.stop.hurry.is_set():
                     return self._stopped()
+                self.deltas.begin(self.transcript.last_id)  # its progress notes
                 result = run_tool(call.name, call.arguments, self.tools)
+                self.deltas.discard()
                 self._commit_tool(call.id, call.name, result.content)
                 if result.interrupted:
                     return self._stopped()

@@ -31,7 +31,7 @@ def follow(env: dict[str, str], tmp_path: Path) -> Iterator[Followers]:
 
 
 def _deltas(f: Follower) -> list[dict[str, Any]]:
-    return [e for e in f.events() if e["type"] == "delta"]
+    return [e for e in f.lines() if e["type"] == "delta"]
 
 
 def _answered(store: RunStore, run_id: str) -> bool:
@@ -48,7 +48,7 @@ def test_a_follower_prints_partial_text_before_the_answer_is_committed(
     wait_for(lambda: any(d["kind"] == "text" for d in _deltas(follower)), 30, what="a delta")
     assert not _answered(store, run_id), "the delta came after the commit"
     assert follower.wait(60) == 0, follower.stderr()
-    printed = follower.events()
+    printed = follower.lines()
     deltas = _deltas(follower)
     assert all(d["ephemeral"] is True and d["epoch"] >= 1 for d in deltas)
     streamed = "".join(d["text"] for d in deltas if d["kind"] == "text")
@@ -86,7 +86,7 @@ def test_a_follower_killed_mid_answer_and_restarted_prints_every_committed_event
     first.wait(10)
     second = follow(run_id, "--json")
     assert second.wait(60) == 0, second.stderr()
-    committed = [e for e in second.events() if e["type"] != "delta"]
+    committed = second.events()
     ids = [e["id"] for e in committed]
     assert len(ids) == len(set(ids))
     assert committed == stored(store, run_id)

@@ -154,3 +154,24 @@ def test_delta_is_not_part_of_the_transcript_union() -> None:
     else:
         raise AssertionError("a delta must not validate as a stored event")
     assert DeltaEvent(text="x").type == "delta"
+
+
+def test_an_outage_back_off_is_told_to_the_hook() -> None:
+    import logging
+
+    import redis
+
+    from runner import outage
+
+    notes: list[str] = []
+    calls = iter([redis.ConnectionError("down"), None])
+
+    def write() -> str:
+        exc = next(calls)
+        if exc is not None:
+            raise exc
+        return "ok"
+
+    policy = outage.retrying(5, logging.getLogger("t"), {}, max_wait=0.01, on_wait=notes.append)
+    assert policy(write) == "ok"
+    assert len(notes) == 1 and notes[0].startswith("server unreachable; retrying in ")
