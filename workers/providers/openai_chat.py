@@ -283,6 +283,11 @@ class OpenAIModel:
                 return _to_reply(result)
             return _assemble(result, sink, stop)
 
+        result: Reply = self._retrying(stop, sink)(attempt)
+        return result
+
+    def _retrying(self, stop: Stop, sink: Sink) -> tenacity.Retrying:
+        """Transient failures retried with back-off (or the server's Retry-After), told."""
         expo = tenacity.wait_exponential(multiplier=self.backoff, max=30)
 
         def wait(state: tenacity.RetryCallState) -> float:
@@ -297,7 +302,7 @@ class OpenAIModel:
         def backoff_sleep(seconds: float) -> None:
             stop.wait(seconds)  # ends early on a stop: the caller has abandoned the call
 
-        retrying = tenacity.Retrying(
+        return tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_TRANSIENT),
             wait=wait,
             stop=tenacity.stop_after_attempt(self.attempts)
@@ -306,5 +311,3 @@ class OpenAIModel:
             before_sleep=before_sleep,
             reraise=True,
         )
-        result: Reply = retrying(attempt)
-        return result
