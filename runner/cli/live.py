@@ -37,7 +37,11 @@ class LiveView:
         committed = [ev for ev in batch if not isinstance(ev, DeltaEvent)]
         if committed:
             self._clear()
-            target = self.live.console if self.live is not None else self.console
+            target = self.console
+            if self.live is not None:
+                # Erase first: printing above a Live redraws its current (stale) drawing.
+                self.live.update(Text(""), refresh=True)
+                target = self.live.console
             render.events(target, committed)
         deltas = [ev for ev in batch if isinstance(ev, DeltaEvent)]
         for delta in deltas:
