@@ -27,10 +27,12 @@ from tenacity import (
 from runner import queueing
 from runner.checks import MAX_SHOWN, check_queue, check_session, check_text, decode_text
 from runner.connection import RETRYABLE, check_answers, connect, redis_url, server_errors
+from runner.deltas import LiveReader
 from runner.errors import BadInput, ServerUnavailable, WrongState
 from runner.events import (
     PARKED,
     TERMINAL,
+    DeltaEvent,
     Event,
     MessageEvent,
     Status,
@@ -321,13 +323,40 @@ class Client:
         A lost connection is retried with backoff and resumes after the last event
         yielded: nothing is missed and nothing is yielded twice.
         """
+        yield from self._checked_follow(run_id, tail, on_retry, block_ms, after, live=False)
+
+    def follow_live(
+        self,
+        run_id: str,
+        tail: int | None = None,
+        on_retry: Callable[[BaseException], None] | None = None,
+        block_ms: int = 5000,
+        after: str | None = None,
+    ) -> Iterator[list[Event | DeltaEvent]]:
+        """Like :meth:`follow_batches`, with the run's in-flight deltas merged in.
+
+        Committed events keep the gapless guarantee; deltas are best effort (one read
+        takes both streams), and those that precede a committed event already yielded
+        are dropped. In a batch, committed events come first, then fresh deltas.
+        """
+        yield from self._checked_follow(run_id, tail, on_retry, block_ms, after, live=True)
+
+    def _checked_follow(
+        self,
+        run_id: str,
+        tail: int | None,
+        on_retry: Callable[[BaseException], None] | None,
+        block_ms: int,
+        after: str | None,
+        live: bool,
+    ) -> Iterator[list[Any]]:
         check_run_id(run_id)
         if after is not None and tail is not None:
             raise BadInput("give a tail or a position to resume after, not both")
         if after is not None and not STREAM_ID.fullmatch(after):
             raise BadInput(f"not an event id: {after[:MAX_SHOWN]!r} (expected MS-SEQ)")
         with server_errors():
-            yield from self._follow(run_id, tail, on_retry, block_ms, after)
+            yield from self._follow(run_id, tail, on_retry, block_ms, after, live)
 
     def _follow(
         self,
@@ -336,24 +365,31 @@ class Client:
         on_retry: Callable[[BaseException], None] | None,
         block_ms: int,
         after: str | None,
-    ) -> Iterator[list[Event]]:
+        live: bool = False,
+    ) -> Iterator[list[Any]]:
         self.get(run_id)
         last = after or "0-0"
         if tail is not None:
             # --tail 0 shows nothing old: it starts after the newest event.
             newest = self.store.tail(run_id, max(tail, 1))
             last = newest[-1].id if newest else last
-            batch = newest if tail else []
+            batch: list[Any] = newest if tail else []
         else:
             batch = self.store.events(run_id, after=last)
+        reader = LiveReader(self.redis, self.keys, run_id) if live else None
+        committed: list[Event] = batch
         while True:
+            if committed:
+                last = committed[-1].id
             if batch:
-                last = batch[-1].id
                 yield batch
-            if self._ended(run_id, batch):
+            if (committed or not batch) and self._ended(run_id, committed):
                 break
-            batch = self._read_retrying(run_id, last, block_ms, on_retry)
-        if not batch:
+            if reader is None:
+                batch = committed = self._read_retrying(run_id, last, block_ms, on_retry)
+            else:
+                committed, batch = self._read_live(reader, run_id, last, block_ms, on_retry)
+        if not committed:
             # The run ended after the last read came back empty; its final events (the
             # end is written with its status event, atomically) are after ``last``.
             rest = self._retrying(lambda: self.store.events(run_id, after=last))
@@ -365,6 +401,21 @@ class Client:
         check_run_id(run_id)
         with server_errors():
             return self._read_retrying(run_id, after, block_ms, None)
+
+    def _read_live(
+        self,
+        reader: LiveReader,
+        run_id: str,
+        last: str,
+        block_ms: int,
+        on_retry: Callable[[BaseException], None] | None,
+    ) -> tuple[list[Event], list[Any]]:
+        """Committed events after ``last`` and fresh deltas, as (committed, whole batch)."""
+        committed, deltas = self._retrying(lambda: reader.read(last, block_ms), on_retry)
+        if not committed and not deltas:
+            # A quiet read: ask the way a plain read does, so a lost stream is reported.
+            committed = self._retrying(lambda: self.store.events(run_id, after=last))
+        return committed, [*committed, *deltas]
 
     def _ended(self, run_id: str, batch: list[Event]) -> bool:
         for event in reversed(batch):

@@ -107,6 +107,24 @@ class WorkspaceEvent(_Event):
     bytes: int = 0
     note: str | None = None
     skipped: list[str] | None = None
+class DeltaEvent(_Event):
+    """What is in flight between commits: streamed text or tool-call arguments, a note.
+
+    Ephemeral: it lives in the run's capped delta stream, never in the transcript, and
+    the committed event that follows supersedes it. ``after`` is the id of the last
+    committed event when it was written, so a follower that has seen a later committed
+    event knows it is stale. ``kind``: ``text`` (the model's text), ``args`` (tool-call
+    arguments of call ``call``, named ``name``), ``note`` (progress: a retry back-off, a
+    tool still running), ``reset`` (the call restarted: drop what was streamed).
+    """
+
+    type: Literal["delta"] = "delta"
+    ephemeral: Literal[True] = True
+    kind: Literal["text", "args", "note", "reset"] = "text"
+    text: str = ""
+    after: str = "-"
+    call: int | None = None
+    name: str | None = None
 
 
 # The one union of every event type, discriminated on ``type``. A new event type is one
@@ -153,7 +171,22 @@ def decode(run_id: str, stream_id: str, fields: dict[str, str]) -> Event:
         raise CorruptEvent(f"run {run_id}: event {stream_id} is malformed: {detail}") from exc
 
 
-def to_json(event: Event) -> str:
+_delta_adapter: TypeAdapter[DeltaEvent] = TypeAdapter(DeltaEvent)
+
+
+def decode_delta(run_id: str, stream_id: str, fields: dict[str, str]) -> DeltaEvent:
+    """Parse one delta stream entry; CorruptEvent if it is malformed (callers skip it)."""
+    try:
+        data = json.loads(fields["data"])
+        if not isinstance(data, dict):
+            raise ValueError("data is not an object")
+        data.update(id=stream_id, ts=ts_of(stream_id), epoch=int(fields["epoch"]))
+        return _delta_adapter.validate_python(data)
+    except (KeyError, ValueError, ValidationError) as exc:
+        raise CorruptEvent(f"run {run_id}: delta {stream_id} is malformed") from exc
+
+
+def to_json(event: Event | DeltaEvent) -> str:
     """One line of ``follow --json``."""
     return json.dumps(
         event.model_dump(mode="json", exclude_none=True), separators=(",", ":"), ensure_ascii=False

@@ -72,6 +72,7 @@ def retrying(
     time_left: Callable[[], float | None] | None = None,
     wake: threading.Event | None = None,
     max_wait: float = 5.0,
+    on_wait: Callable[[str], None] | None = None,
 ) -> Retrying:
     """A retry policy for one kind of write: back off while the server refuses.
 
@@ -81,7 +82,8 @@ def retrying(
     gives up. ``wake`` (a stop request's event) cuts a wait short when it is set. Each
     wait is logged plainly (``server out of memory; retrying in 0.4 s``) with ``fields``
     (run, epoch, worker) as structured extras. Build it once and call it for every
-    write: it is on a turn's hot path.
+    write: it is on a turn's hot path. ``on_wait`` gets the same phrase (a worker
+    passes it on to followers as a progress note).
     """
 
     def before_sleep(state: RetryCallState) -> None:
@@ -89,6 +91,8 @@ def retrying(
         what = describe(exc) if exc is not None else "server refuses writes"
         delay = state.upcoming_sleep
         log.warning(f"{what}; retrying in {delay:.1f} s", extra={**fields, "error": str(exc)})
+        if on_wait is not None:
+            on_wait(f"{what}; retrying in {delay:.1f} s")
 
     backoff = wait_exponential(multiplier=0.2, max=max_wait)
 

@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     # Providers. Unset, the SDK's own variables (OPENAI_API_KEY, OPENAI_BASE_URL) apply.
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
+    # Live output (issue 12): how often a worker writes buffered deltas, how many entries
+    # a run's delta stream keeps, and how long it outlives its last write.
+    delta_flush_ms: int = Field(default=80, ge=5, le=5000)
+    delta_maxlen: int = Field(default=1000, ge=10)
+    delta_ttl_seconds: int = Field(default=120, ge=1)
+    tool_progress_seconds: float = Field(default=3.0, gt=0, allow_inf_nan=False)
 
     @field_validator("tool_env", mode="before")
     @classmethod

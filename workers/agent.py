@@ -22,6 +22,7 @@ from typing import TypeVar
 import redis
 
 from runner import metrics, outage, tracing
+from runner.deltas import DeltaWriter
 from runner.errors import BadInput, StaleEpoch, WorkspaceError
 from runner.events import (
     Event,
@@ -82,21 +83,43 @@ class Turn:
         self.workspace = workspace
         self.checkpoint: Checkpoint | None = None
         self.fields = {"run": run_id, "epoch": epoch, "worker": worker}
+        self.deltas = DeltaWriter(
+            store.redis,
+            store.keys.deltas(run_id),
+            epoch,
+            flush_seconds=settings.delta_flush_ms / 1000,
+            maxlen=settings.delta_maxlen,
+            ttl_seconds=settings.delta_ttl_seconds,
+            fields=self.fields,
+        )
         self.tools = ToolContext(
             workspace=workspace,
             stop=stop,
             timeout=settings.tool_timeout,
             output_bytes=settings.tool_output_bytes,
+            progress=self.deltas.note,
+            progress_after=settings.tool_progress_seconds,
         )
         self.transcript = Transcript()
         self.inbox = 0  # messages waiting in the inbox, as the last commit reported
         # Built once: it wraps every commit, the hot path of a turn.
         self._retry = outage.retrying(
-            settings.reconnect_seconds, log, self.fields, stop.time_left, stop.requested
+            settings.reconnect_seconds,
+            log,
+            self.fields,
+            stop.time_left,
+            stop.requested,
+            on_wait=self.deltas.note,
         )
 
     def run(self) -> Outcome:
         """Run until the turn ends or stops; never raises for a fenced attempt or an outage."""
+        try:
+            return self._run()
+        finally:
+            self.deltas.close()
+
+    def _run(self) -> Outcome:
         try:
             events = self._retrying(self._read_all)
             self.transcript = Transcript.fold(events)
@@ -122,6 +145,7 @@ class Turn:
                 return Outcome(Status.FAILED, f"max steps ({self.max_steps}) reached")
             if self.inbox:
                 self._take_inbox()
+            self.deltas.begin(self.transcript.last_id)
             called = time.monotonic()
             try:
                 with tracing.span("model call", step=self.transcript.own_steps):
@@ -130,6 +154,7 @@ class Turn:
                         tool_specs(),
                         self.stop,
                         step=self.transcript.own_steps,
+                        sink=self.deltas,
                     )
             except Interrupted:
                 return self._stopped()
@@ -143,14 +168,17 @@ class Turn:
                 usage.output_tokens if usage else 0,
                 (usage.cost or 0) if usage else 0,
             )
+            self.deltas.discard()
             self._commit_reply(reply)
             if not reply.tool_calls:
                 return Outcome(Status.SUCCEEDED, "final answer")
             for call in reply.tool_calls:
                 if self.stop.hurry.is_set():
                     return self._stopped()
+                self.deltas.begin(self.transcript.last_id)  # its progress notes
                 with tracing.span("tool call", tool=call.name, call=call.id):
                     result = run_tool(call.name, call.arguments, self.tools)
+                self.deltas.discard()
                 self._commit_tool(call.id, call.name, result.content)
                 if result.interrupted:
                     return self._stopped()

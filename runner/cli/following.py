@@ -8,8 +8,9 @@ import click
 from rich.console import Console
 
 from runner.cli import render
+from runner.cli.live import LiveView
 from runner.client import Client
-from runner.events import Status, StatusEvent, to_json
+from runner.events import DeltaEvent, Status, StatusEvent, to_json
 
 EXIT_FOR = {
     Status.SUCCEEDED: 0,
@@ -35,22 +36,36 @@ def follow_run(
     """Print the run's events until it ends or parks; returns follow's exit code."""
     previous = signal.signal(signal.SIGHUP, _raise_detach)
     last: Status | None = None
+    live = out.is_terminal and not as_json
+    view = LiveView(out) if live else None
+    on_retry = lambda exc: _reconnecting(err, exc)  # noqa: E731
+    # Deltas go to --json on every output and to a terminal; a piped human view stays a
+    # log of committed events.
+    batches = (
+        client.follow_live(run_id, tail=tail, on_retry=on_retry)
+        if as_json or live
+        else client.follow_batches(run_id, tail=tail, on_retry=on_retry)
+    )
     try:
-        for batch in client.follow_batches(
-            run_id, tail=tail, on_retry=lambda exc: _reconnecting(err, exc)
-        ):
+        for batch in batches:
             if as_json:
                 click.echo("\n".join(to_json(ev) for ev in batch))
+            elif view is not None:
+                view.show(batch)
             else:
-                render.events(out, batch)
+                render.events(out, [ev for ev in batch if not isinstance(ev, DeltaEvent)])
             statuses = [ev.status for ev in batch if isinstance(ev, StatusEvent)]
             last = statuses[-1] if statuses else last
             if statuses and last is Status.QUEUED and not as_json:
                 _queued_note(client, run_id, err)
     except (KeyboardInterrupt, Detach):
+        if view is not None:
+            view.close()
         err.print(f"detached; the run goes on. Reattach with: runner follow {run_id}")
         return EXIT_DETACHED
     finally:
+        if view is not None:
+            view.close()
         signal.signal(signal.SIGHUP, previous)
     status = last if last in EXIT_FOR else client.get(run_id).status
     return EXIT_FOR.get(status, 0)

@@ -24,7 +24,10 @@ from runner.events import Event, MessageEvent, Status, StatusEvent, UsageEvent, 
 from runner.store import RunRecord
 
 TOOL_OUTPUT_LINES = 12
+TOOL_OUTPUT_HEAD = 8  # a longer output shows its first and last lines, with a count
+TOOL_OUTPUT_TAIL = 3
 TOOL_OUTPUT_CHARS = 1200
+ARG_CHARS = 120  # a tool call's shown arguments
 ROLE_STYLE = {"user": "bold blue", "assistant": "bold green", "system": "dim", "tool": "magenta"}
 STATUS_STYLE = {
     Status.QUEUED: "yellow",
@@ -57,10 +60,41 @@ def visible(text: str) -> str:
 
 
 def _trim(text: str) -> str:
-    text = text.rstrip("\n")
-    cut = "\n".join(text.splitlines()[:TOOL_OUTPUT_LINES])[:TOOL_OUTPUT_CHARS]
-    hidden = len(text) - len(cut)
-    return cut + (f"\n… ({hidden} more characters)" if hidden > 0 else "")
+    """Tool output folded: its first and last lines with a count of those between."""
+    lines = text.rstrip("\n").splitlines()
+    if len(lines) > TOOL_OUTPUT_LINES:
+        hidden = len(lines) - TOOL_OUTPUT_HEAD - TOOL_OUTPUT_TAIL
+        lines = [
+            *lines[:TOOL_OUTPUT_HEAD],
+            f"… ({hidden} more lines)",
+            *lines[-TOOL_OUTPUT_TAIL:],
+        ]
+    cut = "\n".join(lines)
+    if len(cut) > TOOL_OUTPUT_CHARS:
+        cut = cut[:TOOL_OUTPUT_CHARS] + f"\n… ({len(cut) - TOOL_OUTPUT_CHARS} more characters)"
+    return cut
+
+
+def _short(text: str, limit: int = ARG_CHARS) -> str:
+    one = " ⏎ ".join(text.splitlines()) if "\n" in text else text
+    return one if len(one) <= limit else one[: limit - 1] + "…"
+
+
+def call_summary(name: str, args: dict[str, Any]) -> str:
+    """A tool call as what it does: ``shell: ls -l``, ``write_file calc.py (32 bytes)``."""
+    if name == "shell" and isinstance(args.get("command"), str) and len(args) == 1:
+        return f"shell: {_short(args['command'])}"
+    path = args.get("path")
+    if name == "write_file" and isinstance(path, str) and isinstance(args.get("content"), str):
+        size = len(args["content"].encode("utf-8", "replace"))
+        return f"write_file {_short(path)} ({size} bytes)"
+    if name in ("read_file", "list_dir") and set(args) <= {"path"}:
+        return f"{name} {_short(str(path or '.'))}"
+    shown = ", ".join(
+        f"{key}={_short(value if isinstance(value, str) else json.dumps(value), 40)}"
+        for key, value in args.items()
+    )
+    return _short(f"{name}({shown})")
 
 
 def _time(ts: str) -> str:
@@ -73,9 +107,24 @@ def event(console: Console, ev: Event) -> None:
 
 
 def events(console: Console, batch: Sequence[Event]) -> None:
-    """Print many events in one write: replaying a long transcript is mostly print calls."""
-    if batch:
-        console.print(Text("\n").join(event_text(ev) for ev in batch))
+    """Print many events in one write: replaying a long transcript is mostly print calls.
+
+    A usage event right after its assistant message is folded into it as a dim suffix.
+    """
+    texts: list[Text] = []
+    previous: Event | None = None
+    for ev in batch:
+        if isinstance(ev, UsageEvent) and _answer(previous):
+            texts[-1].append(f"  ({_usage_words(ev)})", "dim")
+        else:
+            texts.append(event_text(ev))
+        previous = ev
+    if texts:
+        console.print(Text("\n").join(texts))
+
+
+def _answer(ev: Event | None) -> bool:
+    return isinstance(ev, MessageEvent) and ev.role == "assistant"
 
 
 def event_text(ev: Event) -> Text:
@@ -105,15 +154,18 @@ def _message(stamp: Text, ev: MessageEvent) -> Text:
     if ev.content or not ev.tool_calls:
         lines.append(Text.assemble((ev.role, color), f": {visible(ev.content)}"))
     for call in ev.tool_calls or []:
-        args = visible(json.dumps(call.arguments, ensure_ascii=False))
-        name = visible(call.name)
-        lines.append(Text.assemble((ev.role, color), " calls ", (name, "magenta"), f" {args}"))
+        what = visible(call_summary(call.name, call.arguments))
+        lines.append(Text.assemble((ev.role, color), " → ", (what, "magenta")))
     return Text("\n").join(stamp + line for line in lines)
 
 
-def _usage(stamp: Text, ev: UsageEvent) -> Text:
+def _usage_words(ev: UsageEvent) -> str:
     cost = f", ${ev.cost:.4f}" if ev.cost else ""
-    return stamp + Text(f"usage: {ev.input_tokens} in, {ev.output_tokens} out{cost}", "dim")
+    return f"{ev.input_tokens} in, {ev.output_tokens} out{cost}"
+
+
+def _usage(stamp: Text, ev: UsageEvent) -> Text:
+    return stamp + Text(f"usage: {_usage_words(ev)}", "dim")
 
 
 def _workspace(stamp: Text, ev: WorkspaceEvent) -> Text:

@@ -271,7 +271,13 @@ def test_openai_reply_with_tool_calls_and_usage() -> None:
         }
     ]
     assert fake.calls == [
-        {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "tools": wire}
+        {
+            "model": "gpt-test",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "tools": wire,
+        }
     ]
 
 

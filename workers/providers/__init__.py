@@ -5,10 +5,12 @@ run names.
 """
 
 from workers.providers.base import (
+    NULL_SINK,
     POLL_SECONDS,
     Interrupted,
     Model,
     Reply,
+    Sink,
     ToolCall,
     ToolSpec,
     Usage,
@@ -16,10 +18,12 @@ from workers.providers.base import (
 from workers.providers.registry import load_model
 
 __all__ = [
+    "NULL_SINK",
     "POLL_SECONDS",
     "Interrupted",
     "Model",
     "Reply",
+    "Sink",
     "ToolCall",
     "ToolSpec",
     "Usage",

@@ -56,6 +56,44 @@ class Interrupted(Exception):
     """The model call was abandoned because a stop was requested; nothing to commit."""
 
 
+class Sink(Protocol):
+    """Where a provider pushes what it streams (``runner.deltas.DeltaWriter`` in a worker).
+
+    Calls must be cheap and never raise: the writer buffers and writes in the background.
+    """
+
+    def text(self, chunk: str) -> None:
+        """Streamed text of the answer."""
+
+    def args(self, call: int, name: str, chunk: str) -> None:
+        """Streamed arguments (JSON text) of tool call number ``call``."""
+
+    def note(self, text: str) -> None:
+        """A progress note (a retry back-off, say)."""
+
+    def reset(self) -> None:
+        """The call starts over: what was streamed so far is superseded."""
+
+
+class NullSink:
+    """A sink that drops everything (no follower to tell, or a test that does not look)."""
+
+    def text(self, chunk: str) -> None:
+        pass
+
+    def args(self, call: int, name: str, chunk: str) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+
+NULL_SINK = NullSink()
+
+
 class Model(Protocol):
     """Anything that answers a conversation with a :class:`Reply`."""
 
@@ -66,9 +104,11 @@ class Model(Protocol):
         stop: Stop,
         *,
         step: int | None = None,
+        sink: Sink = NULL_SINK,
     ) -> Reply:
         """Answer ``messages`` (OpenAI chat shape); raise Interrupted on a stop.
 
-        ``step`` is this run's own step count (its committed assistant messages).
+        ``step`` is this run's own step count (its committed assistant messages);
+        what the model streams goes to ``sink`` as it arrives.
         """
         ...

@@ -9,14 +9,24 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
+import httpx2
 import openai
 import tenacity
-from openai.types.chat import ChatCompletion
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from runner.errors import ModelError
 from runner.redact import redact
 from runner.settings import Settings
-from workers.providers.base import POLL_SECONDS, Interrupted, Reply, ToolCall, ToolSpec, Usage
+from workers.providers.base import (
+    NULL_SINK,
+    POLL_SECONDS,
+    Interrupted,
+    Reply,
+    Sink,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 from workers.stop import Stop
 
 # Failures worth another attempt: the request had no effect and may well work next time.
@@ -24,7 +34,35 @@ _TRANSIENT = (
     openai.APIConnectionError,  # includes APITimeoutError
     openai.RateLimitError,
     openai.InternalServerError,
+    httpx2.TransportError,  # the connection dropped mid-stream: the call starts over
 )
+MAX_RETRY_AFTER = 60.0  # a server's Retry-After is honoured up to this many seconds
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    """The wait a server asked for (``retry-after-ms`` or ``retry-after`` seconds)."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        try:
+            return min(max(float(value) * scale, 0.0), MAX_RETRY_AFTER)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def _why(exc: BaseException | None) -> str:
+    """A retry's reason, as a follower's progress note says it."""
+    if isinstance(exc, openai.RateLimitError):
+        return "rate limited"
+    if isinstance(exc, openai.APIStatusError):
+        return f"server error ({exc.status_code})"
+    if isinstance(exc, openai.APITimeoutError):
+        return "model timed out"
+    return "connection to the model lost"
 
 
 def _parse_arguments(raw: str) -> dict[str, Any]:
@@ -55,7 +93,50 @@ def tool_param(specs: Sequence[ToolSpec]) -> list[dict[str, Any]]:
 
 def _error(exc: BaseException) -> ModelError:
     """A ModelError for the run's record and the log, with every secret taken out."""
+    if isinstance(exc, openai.BadRequestError) and (
+        exc.code == "context_length_exceeded" or "context length" in str(exc).lower()
+    ):
+        return ModelError(
+            redact(f"openai: the conversation is longer than the model's context window: {exc}")
+        )
     return ModelError(redact(f"openai: {exc}"))
+
+
+def _assemble(stream: Any, sink: Sink, stop: Stop) -> Reply:
+    """A Reply from a chat completion stream, each piece passed to ``sink`` as it comes."""
+    text: list[str] = []
+    calls: dict[int, dict[str, str]] = {}
+    usage = None
+    finished = False
+    for chunk in stream:
+        if stop.requested.is_set():
+            raise Interrupted
+        if not isinstance(chunk, ChatCompletionChunk):
+            continue
+        if chunk.usage is not None:
+            usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+        for choice in chunk.choices[:1]:
+            finished = finished or choice.finish_reason is not None
+            delta = choice.delta
+            if delta.content:
+                text.append(delta.content)
+                sink.text(delta.content)
+            for part in delta.tool_calls or []:
+                slot = calls.setdefault(part.index, {"id": "", "name": "", "args": ""})
+                slot["id"] = part.id or slot["id"]
+                if part.function is not None:
+                    slot["name"] = part.function.name or slot["name"]
+                    if part.function.arguments:
+                        slot["args"] += part.function.arguments
+                        sink.args(part.index, slot["name"], part.function.arguments)
+    if not finished:
+        # Cut off (a proxy or the server went away): transient, the call starts over.
+        raise httpx2.RemoteProtocolError("the stream ended before the answer did")
+    tool_calls = [
+        ToolCall(slot["id"] or f"call_{i}", slot["name"], _parse_arguments(slot["args"]))
+        for i, slot in sorted(calls.items())
+    ]
+    return Reply("".join(text), tool_calls, usage)
 
 
 def _to_reply(completion: ChatCompletion) -> Reply:
@@ -133,13 +214,14 @@ class OpenAIModel:
         stop: Stop,
         *,
         step: int | None = None,
+        sink: Sink = NULL_SINK,
     ) -> Reply:
         """Ask the API, abandoning the call (Interrupted) if a stop is requested."""
         if stop.requested.is_set():
             raise Interrupted
         client = self._get_client()
         future: Future[Reply] = Future()
-        args = (client, list(messages), tool_param(tools), stop, future)
+        args = (client, list(messages), tool_param(tools), stop, sink, future)
         # A daemon thread: an abandoned call must not keep the worker process alive.
         threading.Thread(target=self._call, args=args, name="openai-call", daemon=True).start()
         while True:
@@ -155,11 +237,12 @@ class OpenAIModel:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]],
         stop: Stop,
+        sink: Sink,
         future: Future[Reply],
     ) -> None:
         """Run the request (with retries) in the helper thread and settle ``future``."""
         try:
-            future.set_result(_to_reply(self._create(client, messages, tools, stop)))
+            future.set_result(self._create(client, messages, tools, stop, sink))
         except (openai.OpenAIError, ModelError) as exc:
             future.set_exception(exc if isinstance(exc, ModelError) else _error(exc))
         except Exception as exc:  # a failure inside the SDK: the run fails with it, redacted
@@ -168,24 +251,63 @@ class OpenAIModel:
             future.set_exception(exc)
 
     def _create(
-        self, client: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]], stop: Stop
-    ) -> ChatCompletion:
-        """One chat completion, retried on transient errors until a stop is requested."""
-        kwargs: dict[str, Any] = {"model": self.model, "messages": messages}
+        self,
+        client: Any,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        stop: Stop,
+        sink: Sink,
+    ) -> Reply:
+        """One streamed chat completion, retried from the start on transient errors.
+
+        A retry tells followers why and how long it waits, and supersedes what the
+        failed attempt streamed (``sink.reset``). A server's Retry-After is honoured.
+        """
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         if tools:
             kwargs["tools"] = tools
+        attempts = 0
+
+        def attempt() -> Reply:
+            nonlocal attempts
+            if attempts:
+                sink.reset()
+            attempts += 1
+            result = client.chat.completions.create(**kwargs)
+            if isinstance(result, ChatCompletion):  # a server (or a fake) that does not stream
+                return _to_reply(result)
+            return _assemble(result, sink, stop)
+
+        result: Reply = self._retrying(stop, sink)(attempt)
+        return result
+
+    def _retrying(self, stop: Stop, sink: Sink) -> tenacity.Retrying:
+        """Transient failures retried with back-off (or the server's Retry-After), told."""
+        expo = tenacity.wait_exponential(multiplier=self.backoff, max=30)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            asked = _retry_after(exc)
+            return asked if asked is not None else float(expo(state))
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            sink.note(f"{_why(exc)}, retrying in {state.upcoming_sleep:.0f} s")
 
         def backoff_sleep(seconds: float) -> None:
-            # Ends early on a stop: the caller has abandoned the call by then anyway.
-            stop.wait(seconds)
+            stop.wait(seconds)  # ends early on a stop: the caller has abandoned the call
 
-        retrying = tenacity.Retrying(
+        return tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(_TRANSIENT),
-            wait=tenacity.wait_exponential(multiplier=self.backoff, max=30),
+            wait=wait,
             stop=tenacity.stop_after_attempt(self.attempts)
             | tenacity.stop_when_event_set(stop.requested),
             sleep=backoff_sleep,
+            before_sleep=before_sleep,
             reraise=True,
         )
-        result: ChatCompletion = retrying(client.chat.completions.create, **kwargs)
-        return result

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
@@ -39,6 +39,9 @@ class ToolContext:
     timeout: float
     output_bytes: int
     env: Mapping[str, str] = field(default_factory=default_tool_env)
+    # Live output (issue 12): where a long-running tool reports that it still runs.
+    progress: Callable[[str], None] | None = None
+    progress_after: float = 3.0
 
     def environment(self) -> dict[str, str]:
         """The environment a command of this call runs with (HOME is the workspace)."""

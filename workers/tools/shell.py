@@ -28,6 +28,17 @@ _READ_CHUNK = 64 * 1024
 REAPER = str(Path(__file__).with_name("reaper.py"))
 # How long the reaper may take to clean up after a SIGTERM before it is SIGKILLed.
 _REAP_SECONDS = 2.0
+_TAIL_BYTES = 200
+
+
+def _report(ctx: ToolContext, out: _Output, started: float, told: int) -> int:
+    """A progress note once a second past ``progress_after``; the seconds last told."""
+    ran = int(time.monotonic() - started)
+    if ctx.progress is None or ran < ctx.progress_after or ran == told:
+        return told
+    line = out.last_line()
+    ctx.progress(f"shell still running ({ran} s)" + (f": {line}" if line else ""))
+    return ran
 
 
 class _Output:
@@ -36,13 +47,19 @@ class _Output:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.head = bytearray()
+        self.tail = b""  # the last bytes seen, for a progress note's last line
         self.total = 0
 
     def add(self, chunk: bytes) -> None:
         room = self.limit - len(self.head)
         if room > 0:
             self.head += chunk[:room]
+        self.tail = (self.tail + chunk)[-_TAIL_BYTES:]
         self.total += len(chunk)
+
+    def last_line(self) -> str:
+        lines = self.tail.decode("utf-8", "replace").splitlines()
+        return lines[-1].strip()[:_TAIL_BYTES] if lines else ""
 
     def text(self) -> str:
         return cap(bytes(self.head), self.limit, self.total)
@@ -95,11 +112,14 @@ def _drain_after_exit(sel: selectors.BaseSelector, pipe: IO[bytes], out: _Output
 def _supervise(proc: subprocess.Popen[bytes], out: _Output, ctx: ToolContext) -> str | None:
     """Wait for the command while reading its output; why it must be killed, or None."""
     assert proc.stdout is not None
-    deadline = time.monotonic() + ctx.timeout
+    started = time.monotonic()
+    deadline = started + ctx.timeout
+    told = 0
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
         pipe_open = True
         while True:
+            told = _report(ctx, out, started, told)
             if proc.poll() is not None:
                 if pipe_open:
                     _drain_after_exit(sel, proc.stdout, out)
