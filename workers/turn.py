@@ -16,7 +16,7 @@ from rq import get_current_job
 
 from runner import logs, metrics, outage, tracing
 from runner.connection import connect
-from runner.errors import BadInput, StaleEpoch
+from runner.errors import BadInput, RunnerError, StaleEpoch
 from runner.events import TERMINAL, Status
 from runner.keys import Keys, check_run_id
 from runner.script import parse_script
@@ -78,6 +78,11 @@ def run_turn(run_id: str) -> str:
             record = claiming(lambda: store.get(run_id))
             metrics.bind(queue=record.queue, model=record.model)
             outcome = _attempt(store, record, epoch, stop, settings, workspace, worker)
+        if outcome.status is Status.QUEUED and _carried(store, run_id):
+            # Handed off with its files in the store: the next attempt restores them on
+            # whichever host it lands, so this copy goes now, while this attempt still
+            # owns the run and nobody else can be using it (issue 10, 8).
+            shutil.rmtree(workspace, ignore_errors=True)
         ended = _end(store, run_id, epoch, outcome, worker, stop, settings, fields)
         if span is not None:
             span.set_attribute("status", str(ended))
@@ -87,6 +92,14 @@ def run_turn(run_id: str) -> str:
         shutil.rmtree(workspace, ignore_errors=True)
     log.info("attempt ended", extra={**fields, "status": ended, "reason": outcome.reason})
     return outcome.reason if ended is not None else "fenced"
+
+
+def _carried(store: RunStore, run_id: str) -> bool:
+    """Whether the run's workspace is carried across hosts (under its cap, readable)."""
+    try:
+        return store.get(run_id).workspace == ""
+    except (redis.RedisError, RunnerError):
+        return False  # cannot tell: keep the only copy there may be
 
 
 def _end(

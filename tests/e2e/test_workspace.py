@@ -86,6 +86,9 @@ def test_files_follow_the_turn_to_another_host(
     else:
         first.signal(sig)
     first.wait(timeout=30)
+    # Handed off, its files are in the store: the host it left keeps no copy (a SIGKILLed
+    # worker cannot clean up; its directory is left to the next run there).
+    assert here.exists() is group, sorted(p.name for p in here.parent.iterdir())
     _worker(cli, "host2", tmp_path / "host2")
     done = _wait(store, run_id, lambda r: r.terminal, "the run to end on host2")
 
