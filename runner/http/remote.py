@@ -25,7 +25,7 @@ from runner.errors import (
     ServerUnavailable,
     WrongState,
 )
-from runner.events import Event, MessageEvent, Status
+from runner.events import DeltaEvent, Event, MessageEvent, Status
 from runner.keys import check_run_id
 from runner.settings import Settings
 from runner.store import RunRecord
@@ -98,6 +98,18 @@ class RemoteClient(Client):
     def send(self, run_id: str, text: str) -> Status:
         path = f"/runs/{check_run_id(run_id)}/send"
         return Status(self._call("POST", path, {"message": text})["status"])
+
+    def follow_live(
+        self,
+        run_id: str,
+        tail: int | None = None,
+        on_retry: Callable[[BaseException], None] | None = None,
+        block_ms: int = 5000,
+        after: str | None = None,
+    ) -> Iterator[list[Event | DeltaEvent]]:
+        """Committed events only: the API does not carry deltas yet (issue 15 left it)."""
+        for batch in self.follow_batches(run_id, tail, on_retry, block_ms, after):
+            yield list[Event | DeltaEvent](batch)
 
     def follow_batches(
         self,
