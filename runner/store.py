@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from importlib import resources
@@ -190,13 +190,17 @@ class RunStore:
         events: Sequence[Event],
         seen: int,
         steps: int = 1,
+        blobs: Mapping[str, bytes] | None = None,
     ) -> Commit:
         """Append events for attempt ``epoch`` to a stream of ``seen`` events.
 
-        Raises StaleEpoch if the attempt no longer owns the run. Safe to retry: a commit
-        whose reply was lost is not applied twice.
+        ``blobs`` (digest -> content) go into the run's blob hash in the same script,
+        before the events that name them. Raises StaleEpoch if the attempt no longer owns
+        the run. Safe to retry: a commit whose reply was lost is not applied twice.
         """
-        flat: list[str] = []
+        flat: list[str | bytes] = [str(len(blobs or ()))]
+        for digest, data in (blobs or {}).items():
+            flat += (digest, data)
         for event in events:
             flat.extend(encode(event))
         last, inbox = self._call("commit", run_id, epoch, steps, seen, *flat)

@@ -118,6 +118,8 @@ class Turn:
             return self._run()
         finally:
             self.deltas.close()
+            if self.checkpoint is not None:
+                self.checkpoint.close()
 
     def _run(self) -> Outcome:
         try:
@@ -256,7 +258,7 @@ class Turn:
         ]
         if change is not None:
             events.append(change)
-        self._commit(events)
+        self._commit(events, self.checkpoint.inline if self.checkpoint is not None else None)
         if change is not None and self.checkpoint is not None:
             self.checkpoint.committed(change)
 
@@ -297,12 +299,12 @@ class Turn:
             log.warning("workspace not checkpointed", extra={**self.fields, "error": str(exc)})
             return None, f"this step's files were not saved ({exc}); they may not follow the turn"
 
-    def _commit(self, events: list[Event]) -> None:
+    def _commit(self, events: list[Event], blobs: dict[str, bytes] | None = None) -> None:
         steps = sum(1 for e in events if isinstance(e, MessageEvent))
         seen = self.transcript.seen
         started = time.monotonic()
         commit = self._retrying(
-            lambda: self.store.commit(self.run_id, self.epoch, events, seen, steps)
+            lambda: self.store.commit(self.run_id, self.epoch, events, seen, steps, blobs)
         )
         metrics.committed(steps, time.monotonic() - started)
         self.transcript.add(events, last_id=commit.last_id)

@@ -99,7 +99,10 @@ class Bench:
         self.url = redis_url(settings)
         self.redis = connect(settings, url=self.url)
         self.rq = connect(settings, url=self.url, decode=False)
-        self.tmp = Path(tempfile.mkdtemp(prefix="runner-bench-"))
+        # Scratch on the filesystem workers restore workspaces to (the workspace root),
+        # not /tmp: what creating a file costs differs from one filesystem to another.
+        settings.workspace_root.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix="runner-bench-", dir=settings.workspace_root))
         self.settings = Settings(
             redis_url=self.url,
             prefix=self.token,

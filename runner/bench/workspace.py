@@ -42,7 +42,7 @@ def _step(tr: Transcript, cp: Checkpoint) -> float:
     events: list[Event] = [_tool(tr.steps)]
     if change is not None:
         events.append(change)
-    tr.commit(events)
+    tr.commit(events, cp.inline)
     if change is not None:
         cp.committed(change)
     return time.perf_counter() - t0

@@ -12,7 +12,7 @@ import fakeredis
 import pytest
 
 from runner.errors import BadInput, WorkspaceError
-from runner.events import WorkspaceChange
+from runner.events import WorkspaceChange, WorkspaceEvent
 from runner.keys import Keys, new_run_id
 from runner.workspace import access
 from runner.workspace.blobs import Blobs, FsspecBlobs, RedisBlobs
@@ -22,6 +22,12 @@ from runner.workspace.scan import Scanner
 from runner.workspace.tree import materialize
 
 MiB = 1024 * 1024
+
+
+def landed(cp: Checkpoint, event: WorkspaceEvent) -> None:
+    """What a commit does with a checkpoint's event: store what it carries, then move on."""
+    cp.blobs.put(cp.inline)
+    cp.committed(event)
 
 
 def sha(data: bytes) -> str:
@@ -175,8 +181,12 @@ def test_checkpoint_stores_before_it_returns_and_costs_nothing_unchanged(
     cp = Checkpoint(root, blobs, {}, MiB, ())
     event, note = cp.step()
     assert event is not None and note == ""
-    assert blobs.get_many([sha(b"hello\n")]) == {sha(b"hello\n"): b"hello\n"}
-    cp.committed(event)
+    if blobs.inline:  # the commit script stores them, in the same round trip
+        assert cp.inline[sha(b"hello\n")] == b"hello\n"
+    else:
+        assert cp.inline == {}
+        assert blobs.get_many([sha(b"hello\n")]) == {sha(b"hello\n"): b"hello\n"}
+    landed(cp, event)
     assert cp.step() == (None, "")
     (root / "a.txt").unlink()
     event, _ = cp.step()
@@ -188,7 +198,7 @@ def test_restore_brings_a_fresh_host_to_the_manifest(tmp_path: Path, blobs: Blob
     first = Checkpoint(tree(tmp_path / "one"), blobs, {}, MiB, ())
     event, _ = first.step()
     assert event is not None
-    first.committed(event)
+    landed(first, event)
     other = tmp_path / "two"
     other.mkdir()
     (other / "stale.txt").write_text("from an attempt that never committed")
@@ -205,7 +215,7 @@ def test_over_the_cap_the_run_is_told_once(tmp_path: Path, blobs: Blobs) -> None
     event, note = cp.step()
     assert event is not None and event.changes == [] and event.note
     assert "no longer carried across hosts" in note
-    cp.committed(event)
+    landed(cp, event)
     assert cp.step() == (None, "")
 
 
@@ -236,3 +246,79 @@ def test_modes_survive(tmp_path: Path, blobs: Blobs) -> None:
     blobs.put(found.fresh)
     materialize(tmp_path / "out", found.entries.values(), blobs)
     assert stat.S_IMODE((tmp_path / "out" / "run.sh").stat().st_mode) == 0o755
+
+
+# -- watched scans ------------------------------------------------------------------------
+
+
+def test_a_watched_scan_lists_nothing_when_nothing_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tree(tmp_path / "ws")
+    scanner = Scanner(root, MiB, watch=True)
+    scanner.scan()
+    listed: list[str] = []
+    real = os.scandir
+
+    def counting(path: Any) -> Any:
+        listed.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr("runner.workspace.scan.os.scandir", counting)
+    found = scanner.update()
+    assert found.touched == set() and listed == []
+    (root / "d" / "new.txt").write_text("x")
+    found = scanner.update()
+    assert found.touched == {"d/new.txt"}
+    assert listed == [str(root / "d")]  # only the directory the write went to
+    scanner.close()
+
+
+def test_a_watched_scan_always_agrees_with_a_full_walk(tmp_path: Path) -> None:
+    """Two hundred random edits, each followed by an update: never a path missed."""
+    import random
+    import shutil
+
+    rng = random.Random(11)
+    root = tmp_path / "ws"
+    root.mkdir()
+    scanner = Scanner(root, MiB, watch=True)
+    before = dict(scanner.scan().entries)
+
+    def dirs() -> list[Path]:
+        return [root, *[p for p in root.rglob("*") if p.is_dir() and not p.is_symlink()]]
+
+    def files() -> list[Path]:
+        return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
+
+    for i in range(200):
+        op = rng.choice(["new", "new", "edit", "rm", "mkdir", "rmtree", "mv", "mvdir", "ln", "x"])
+        where = rng.choice(dirs())
+        have = files()
+        if op == "new" or (not have and op in ("edit", "rm", "mv", "x")):
+            (where / f"f{i}.txt").write_text(f"file {i}\n")
+        elif op == "edit":
+            rng.choice(have).write_text(f"edited at {i}\n" * rng.randint(1, 3))
+        elif op == "rm":
+            rng.choice(have).unlink()
+        elif op == "mkdir":
+            (where / f"d{i}" / "deeper").mkdir(parents=True)
+            (where / f"d{i}" / "deeper" / "leaf.txt").write_text("leaf\n")
+        elif op == "rmtree" and where != root:
+            shutil.rmtree(where)
+        elif op == "mv":
+            rng.choice(have).rename(rng.choice(dirs()) / f"moved{i}.txt")
+        elif op == "mvdir" and where != root:
+            where.rename(root / f"renamed{i}")
+        elif op == "ln":
+            (root / f"link{i}").symlink_to(rng.choice(have).relative_to(root) if have else "gone")
+        elif op == "x" and have:
+            rng.choice(have).chmod(0o755)
+        found = scanner.update()
+        truth = Scanner(root, MiB).scan().entries
+        assert found.entries == truth, f"after op {i} ({op})"
+        if found.touched is not None:
+            moved = {p for p in set(before) | set(truth) if before.get(p) != truth.get(p)}
+            assert moved <= found.touched, f"after op {i} ({op}): {moved - found.touched}"
+        before = dict(truth)
+    scanner.close()
