@@ -67,6 +67,10 @@ class Checkpoint:
         # Contents of the last step for the commit script itself to store (a store that
         # can: the run's own Redis hash), so that a small edit stays one round trip.
         self.inline: dict[str, bytes] = {}
+        # The manifest is what the scanner last saw, except at the paths a scan says it
+        # touched; not so after a restore wrote behind its back, or while a step's event
+        # is not committed (or failed midway): then the next step compares everything.
+        self.synced = True
 
     def restore(self) -> Restored | None:
         """Make the directory match the manifest; None if it already did."""
@@ -80,17 +84,19 @@ class Checkpoint:
         written = materialize(self.root, differ, self.blobs)
         removed = prune(self.root, self.manifest, extra)
         self.scanner.remember(differ, written.facts)  # what was written needs no read
+        self.synced = False
         return Restored(written.files, written.bytes, removed, time.monotonic() - started)
 
     def step(self) -> tuple[WorkspaceEvent | None, str]:
         """Scan after a tool call: the event to commit (or None) and a note for the model."""
         self.inline = {}
+        everything, self.synced = not self.synced, False
         found = self.scanner.update()
-        delta = self._delta(found)
+        delta = self._delta(found, everything)
         if any(c.hash and c.hash not in self.known and c.hash not in found.fresh for c in delta):
             self.scanner.forget()  # a hash remembered but never stored: read it again
             found = self.scanner.scan()
-            delta = self._delta(found)
+            delta = self._delta(found, everything)
         notes: list[str] = []
         note: str | None = None
         if found.over != self.over:
@@ -105,6 +111,7 @@ class Checkpoint:
             )
         self.skipped = skipped
         if not delta and note is None:
+            self.synced = True
             return None, "\n".join(notes)
         needed = {c.hash for c in delta if c.hash and c.hash not in self.known}
         contents = {h: found.fresh[h] for h in needed if h in found.fresh}
@@ -124,16 +131,17 @@ class Checkpoint:
         apply(self.manifest, event.changes)
         self.known.update(c.hash for c in event.changes if c.hash)
         self.inline = {}
+        self.synced = True
 
     def close(self) -> None:
         """Stop watching the directory."""
         self.scanner.close()
 
-    def _delta(self, found: Scan) -> list[WorkspaceChange]:
+    def _delta(self, found: Scan, everything: bool) -> list[WorkspaceChange]:
         """What the scan changed against the manifest (only its touched paths, if named)."""
         if found.over:
             return []
-        if found.touched is None or self.over:
+        if found.touched is None or self.over or everything:
             return changes(self.manifest, found.entries)
         return changes(
             {p: e for p in found.touched if (e := self.manifest.get(p)) is not None},

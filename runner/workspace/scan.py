@@ -65,8 +65,9 @@ class Scanner:
         self._watch = watch
         self._watcher: Watcher | None = None
         self._entries: Manifest = {}
-        self._children: dict[str, list[str]] = {}  # directory ("" the root) -> its entries
-        self._skipped: dict[str, list[str]] = {}  # directory -> what it held and we skip
+        self._children: dict[str, set[str]] = {}  # directory ("" the root) -> its entries
+        # directory -> child name ("" for the directory itself) -> why it is not kept
+        self._skipped: dict[str, dict[str, str]] = {}
         self._total = 0
         self._whole = False  # the last walk saw the whole tree (under the cap)
 
@@ -90,8 +91,13 @@ class Scanner:
             return self.scan()
         found = Scan(touched=set())
         for rel_dir in sorted(dirty, key=lambda d: d.count("/")):
-            if rel_dir == "" or self._entries.get(rel_dir, _NONE).kind == "dir":
+            if rel_dir != "" and self._entries.get(rel_dir, _NONE).kind != "dir":
+                continue  # gone (or ignored) with a parent already seen to
+            names = dirty[rel_dir]
+            if names is None:
                 self._relist(rel_dir, found)
+            else:
+                self._recheck(rel_dir, names, found)
         if self._total > self.max_bytes or (self._watcher is not None and self._watcher.lost):
             return self.scan()
         return self._result(found)
@@ -130,16 +136,47 @@ class Scanner:
     def _result(self, found: Scan) -> Scan:
         found.entries = self._entries
         found.total = self._total
-        found.skipped = [note for notes in self._skipped.values() for note in notes]
+        found.skipped = [note for notes in self._skipped.values() for note in notes.values()]
         return found
 
     def _relist(self, rel_dir: str, found: Scan) -> None:
-        before = self._children.get(rel_dir, [])
+        before = self._children.get(rel_dir, set())
         self._list(rel_dir, found, self._cache, fresh_tree=False)
-        now = set(self._children.get(rel_dir, ()))
-        for gone in before:
-            if gone not in now:
-                self._drop(gone, found)
+        for gone in before - self._children.get(rel_dir, set()):
+            self._drop(gone, found)
+
+    def _recheck(self, rel_dir: str, names: set[str], found: Scan) -> None:
+        """Look again at only the named entries of one directory (each one touched)."""
+        assert found.touched is not None
+        prefix = rel_dir + "/" if rel_dir else ""
+        kids = self._children.setdefault(rel_dir, set())
+        skipped = self._skipped.setdefault(rel_dir, {})
+        for name in names:
+            rel = prefix + name
+            path = os.path.join(self.root, rel)
+            found.touched.add(rel)  # whatever it was: something happened to it
+            notes: list[str] = []
+            kept = False
+            if not _utf8(name):
+                notes.append(f"{rel.encode('utf-8', 'replace')!r}: name is not UTF-8")
+            else:
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    pass
+                else:
+                    kept = self._entry(path, rel, st, found, self._cache, notes, False)
+            if kept:
+                kids.add(rel)
+            else:
+                kids.discard(rel)
+                self._drop(rel, found)
+            if notes:
+                skipped[name] = notes[0]
+            else:
+                skipped.pop(name, None)
+        if not skipped:
+            del self._skipped[rel_dir]
 
     def _list(
         self,
@@ -152,8 +189,8 @@ class Scanner:
         if self._watcher is not None:
             self._watcher.watch(rel_dir)  # before the listing: nothing after it is missed
         prefix = rel_dir + "/" if rel_dir else ""
-        notes: list[str] = []
-        kids: list[str] = []
+        notes: dict[str, str] = {}
+        kids: set[str] = set()
         try:
             with os.scandir(os.path.join(self.root, rel_dir)) as listing:
                 children = list(listing)
@@ -161,21 +198,24 @@ class Scanner:
             children = []  # removed while we walked: what is gone is gone
         except OSError as exc:
             children = []
-            notes.append(f"{prefix or '.'}: cannot list ({exc.strerror})")
+            notes[""] = f"{prefix or '.'}: cannot list ({exc.strerror})"
         self._children[rel_dir] = kids
         for child in children:
             if found.over:
                 break
             rel = prefix + child.name
             if not _utf8(child.name):
-                notes.append(f"{rel.encode('utf-8', 'replace')!r}: name is not UTF-8")
+                notes[child.name] = f"{rel.encode('utf-8', 'replace')!r}: name is not UTF-8"
                 continue
             try:
                 st = child.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue
-            if self._entry(child.path, rel, st, found, cache, notes, fresh_tree):
-                kids.append(rel)
+            said: list[str] = []
+            if self._entry(child.path, rel, st, found, cache, said, fresh_tree):
+                kids.add(rel)
+            if said:
+                notes[child.name] = said[0]
         if notes:
             self._skipped[rel_dir] = notes
         else:
@@ -260,7 +300,7 @@ class Scanner:
             return
         if was is not None:
             if was.kind == "dir" and entry.kind != "dir":
-                for child in self._children.pop(rel, []):
+                for child in self._children.pop(rel, set()):
                     self._drop(child, found)
             self._total -= _size(was)
         self._entries[rel] = entry
@@ -276,7 +316,7 @@ class Scanner:
         self._total -= _size(was)
         if was.kind == "dir":
             self._skipped.pop(rel, None)
-            for child in self._children.pop(rel, []):
+            for child in self._children.pop(rel, set()):
                 self._drop(child, found)
         if found.touched is not None:
             found.touched.add(rel)

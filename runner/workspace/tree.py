@@ -62,6 +62,11 @@ def materialize(root: Path, entries: Iterable[WorkspaceChange], blobs: Blobs) ->
     for target, entry in links:  # last: no file write can go through a link made here
         _remove(target)
         os.symlink(entry.target or "", target)
+    # Directories were kept writable while their entries went in; now their own modes
+    # (a read-only directory comes back read-only), deepest first.
+    for entry in sorted(todo, key=lambda e: -e.path.count("/")):
+        if entry.kind == "dir" and entry.mode is not None and entry.mode & 0o700 != 0o700:
+            os.chmod(root / entry.path, entry.mode)
     return Written(len(files), sum(f[0] for f in facts.values()), facts)
 
 

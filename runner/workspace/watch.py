@@ -91,22 +91,34 @@ class Watcher:
         self._drain(lambda *_: None)
         self.lost = False
 
-    def changed(self) -> set[str] | None:
-        """The directories whose entries changed since the last call; None: walk all."""
-        dirty: set[str] = set()
+    def changed(self) -> dict[str, set[str] | None] | None:
+        """What changed since the last call: directory -> the names in it that changed
+        (None: look at the whole directory again); None: walk the whole tree."""
+        dirty: dict[str, set[str] | None] = {}
 
-        def note(wd: int, mask: int, rel: str | None) -> None:
+        def note(wd: int, mask: int, name: str, rel: str | None) -> None:
             if mask & _LOST or (mask & _MOVED_DIR[0] and mask & _MOVED_DIR[1]):
                 self.lost = True
             elif mask & _f.IGNORED:
                 self._paths.pop(wd, None)
-            elif rel is not None:
-                dirty.add(rel)
+            elif rel is None:
+                return  # a watch already dropped
+            elif not name:  # the directory itself: its own entry is in its parent
+                dirty[rel] = None
+                parent, _, own = rel.rpartition("/")
+                if rel:
+                    names = dirty.setdefault(parent, set())
+                    if names is not None:
+                        names.add(own)
+            else:
+                names = dirty.setdefault(rel, set())
+                if names is not None:
+                    names.add(name)
 
         self._drain(note)
         return None if self.lost else dirty
 
-    def _drain(self, note: Callable[[int, int, str | None], None]) -> None:
+    def _drain(self, note: Callable[[int, int, str, str | None], None]) -> None:
         while True:
             try:
                 events = self._inotify.read(timeout=0)
@@ -115,7 +127,7 @@ class Watcher:
             if not events:
                 return
             for event in events:
-                note(event.wd, event.mask, self._paths.get(event.wd))
+                note(event.wd, event.mask, event.name, self._paths.get(event.wd))
 
     def close(self) -> None:
         self._inotify.close()

@@ -248,6 +248,21 @@ def test_modes_survive(tmp_path: Path, blobs: Blobs) -> None:
     assert stat.S_IMODE((tmp_path / "out" / "run.sh").stat().st_mode) == 0o755
 
 
+def test_a_read_only_directory_comes_back_read_only(tmp_path: Path, blobs: Blobs) -> None:
+    root = tree(tmp_path / "ws")
+    (root / "d" / "empty" / "kept.txt").write_text("kept\n")
+    (root / "d" / "empty").chmod(0o555)
+    found = Scanner(root, MiB).scan()
+    blobs.put(found.fresh)
+    out = tmp_path / "out"
+    materialize(out, found.entries.values(), blobs)
+    assert stat.S_IMODE((out / "d" / "empty").stat().st_mode) == 0o555
+    assert (out / "d" / "empty" / "kept.txt").read_text() == "kept\n"
+    assert Scanner(out, MiB).scan().entries == found.entries
+    for d in (root, out):
+        (d / "d" / "empty").chmod(0o755)  # so that tmp_path can be cleaned up
+
+
 # -- watched scans ------------------------------------------------------------------------
 
 
@@ -257,20 +272,25 @@ def test_a_watched_scan_lists_nothing_when_nothing_changed(
     root = tree(tmp_path / "ws")
     scanner = Scanner(root, MiB, watch=True)
     scanner.scan()
-    listed: list[str] = []
-    real = os.scandir
+    looked: list[str] = []
+    real_scandir, real_lstat = os.scandir, os.lstat
 
-    def counting(path: Any) -> Any:
-        listed.append(str(path))
-        return real(path)
+    def scandir(path: Any) -> Any:
+        looked.append(f"list {os.path.relpath(path, root)}")
+        return real_scandir(path)
 
-    monkeypatch.setattr("runner.workspace.scan.os.scandir", counting)
+    def lstat(path: Any) -> Any:
+        looked.append(f"lstat {os.path.relpath(path, root)}")
+        return real_lstat(path)
+
+    monkeypatch.setattr("runner.workspace.scan.os.scandir", scandir)
+    monkeypatch.setattr("runner.workspace.scan.os.lstat", lstat)
     found = scanner.update()
-    assert found.touched == set() and listed == []
+    assert found.touched == set() and looked == []
     (root / "d" / "new.txt").write_text("x")
     found = scanner.update()
-    assert found.touched == {"d/new.txt"}
-    assert listed == [str(root / "d")]  # only the directory the write went to
+    assert found.touched == {"d/new.txt"} and "d/new.txt" in found.entries
+    assert looked == ["lstat d/new.txt"]  # the one entry the write touched
     scanner.close()
 
 
@@ -322,3 +342,26 @@ def test_a_watched_scan_always_agrees_with_a_full_walk(tmp_path: Path) -> None:
             assert moved <= found.touched, f"after op {i} ({op}): {moved - found.touched}"
         before = dict(truth)
     scanner.close()
+
+
+def test_a_step_after_a_restore_sees_every_change_to_the_restored_files(
+    tmp_path: Path, blobs: Blobs
+) -> None:
+    first = Checkpoint(tree(tmp_path / "one"), blobs, {}, MiB, ())
+    event, _ = first.step()
+    assert event is not None
+    landed(first, event)
+    other = tmp_path / "two"
+    cp = Checkpoint(other, blobs, first.manifest, MiB, ())
+    assert cp.restore() is not None
+    (other / "a.txt").unlink()  # the first tool, before any step has looked
+    (other / "d" / "new.txt").write_text("new\n")
+    event, _ = cp.step()
+    assert event is not None
+    assert sorted((c.path, c.kind) for c in event.changes) == [
+        ("a.txt", "deleted"),
+        ("d/new.txt", "file"),
+    ]
+    landed(cp, event)
+    assert cp.step() == (None, "")
+    cp.close()
