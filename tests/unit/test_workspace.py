@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
+import shutil
 import stat
 from pathlib import Path
 from typing import Any
@@ -294,46 +296,43 @@ def test_a_watched_scan_lists_nothing_when_nothing_changed(
     scanner.close()
 
 
+def _random_edit(rng: random.Random, root: Path, i: int) -> str:
+    """One random change to the tree under ``root``; its name."""
+    dirs = [root, *[p for p in root.rglob("*") if p.is_dir() and not p.is_symlink()]]
+    have = [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
+    op = rng.choice(["new", "new", "edit", "rm", "mkdir", "rmtree", "mv", "mvdir", "ln", "x"])
+    where = rng.choice(dirs)
+    if op == "new" or (not have and op in ("edit", "rm", "mv", "x")):
+        (where / f"f{i}.txt").write_text(f"file {i}\n")
+    elif op == "edit":
+        rng.choice(have).write_text(f"edited at {i}\n" * rng.randint(1, 3))
+    elif op == "rm":
+        rng.choice(have).unlink()
+    elif op == "mkdir":
+        (where / f"d{i}" / "deeper").mkdir(parents=True)
+        (where / f"d{i}" / "deeper" / "leaf.txt").write_text("leaf\n")
+    elif op == "rmtree" and where != root:
+        shutil.rmtree(where)
+    elif op == "mv":
+        rng.choice(have).rename(rng.choice(dirs) / f"moved{i}.txt")
+    elif op == "mvdir" and where != root:
+        where.rename(root / f"renamed{i}")
+    elif op == "ln":
+        (root / f"link{i}").symlink_to(rng.choice(have).relative_to(root) if have else "gone")
+    elif op == "x" and have:
+        rng.choice(have).chmod(0o755)
+    return op
+
+
 def test_a_watched_scan_always_agrees_with_a_full_walk(tmp_path: Path) -> None:
     """Two hundred random edits, each followed by an update: never a path missed."""
-    import random
-    import shutil
-
     rng = random.Random(11)
     root = tmp_path / "ws"
     root.mkdir()
     scanner = Scanner(root, MiB, watch=True)
     before = dict(scanner.scan().entries)
-
-    def dirs() -> list[Path]:
-        return [root, *[p for p in root.rglob("*") if p.is_dir() and not p.is_symlink()]]
-
-    def files() -> list[Path]:
-        return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
-
     for i in range(200):
-        op = rng.choice(["new", "new", "edit", "rm", "mkdir", "rmtree", "mv", "mvdir", "ln", "x"])
-        where = rng.choice(dirs())
-        have = files()
-        if op == "new" or (not have and op in ("edit", "rm", "mv", "x")):
-            (where / f"f{i}.txt").write_text(f"file {i}\n")
-        elif op == "edit":
-            rng.choice(have).write_text(f"edited at {i}\n" * rng.randint(1, 3))
-        elif op == "rm":
-            rng.choice(have).unlink()
-        elif op == "mkdir":
-            (where / f"d{i}" / "deeper").mkdir(parents=True)
-            (where / f"d{i}" / "deeper" / "leaf.txt").write_text("leaf\n")
-        elif op == "rmtree" and where != root:
-            shutil.rmtree(where)
-        elif op == "mv":
-            rng.choice(have).rename(rng.choice(dirs()) / f"moved{i}.txt")
-        elif op == "mvdir" and where != root:
-            where.rename(root / f"renamed{i}")
-        elif op == "ln":
-            (root / f"link{i}").symlink_to(rng.choice(have).relative_to(root) if have else "gone")
-        elif op == "x" and have:
-            rng.choice(have).chmod(0o755)
+        op = _random_edit(rng, root, i)
         found = scanner.update()
         truth = Scanner(root, MiB).scan().entries
         assert found.entries == truth, f"after op {i} ({op})"
