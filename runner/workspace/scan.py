@@ -343,11 +343,14 @@ def _utf8(name: str) -> bool:
 
 def _read(path: str) -> bytes:
     """A regular file's bytes, opened without following a link that replaced it."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise FileNotFoundError(path)
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            return fh.read()
+        chunks = [os.read(fd, max(st.st_size, 1) + 1)]  # one read when the size holds
+        while chunks[-1]:
+            chunks.append(os.read(fd, 1 << 20))
+        return b"".join(chunks)
     finally:
         os.close(fd)
