@@ -34,11 +34,16 @@ INDEX_KEYS = ("runs", "active", "queued", "sessions")
 SCRIPT_KEYS = (*RUN_KEYS, *INDEX_KEYS, "session")
 
 
-def new_run_id() -> str:
-    """A fresh run id: time-ordered, unguessable suffix."""
-    ms = int(time.time() * 1000)
+def new_run_id(ms: int | None = None) -> str:
+    """A fresh run id: time-ordered (now, or ``ms``), unguessable suffix."""
+    ms = int(time.time() * 1000) if ms is None else ms
     digits = "".join(_B32[(ms >> (5 * i)) & 31] for i in reversed(range(10)))
     return f"r{digits}{secrets.token_hex(4)}"
+
+
+def created_ms(run_id: str) -> int:
+    """When a well-formed run id was made (ms since the epoch, the making host's clock)."""
+    return int(check_run_id(run_id)[1:11], 32)
 
 
 def check_run_id(value: str) -> str:
@@ -142,6 +147,11 @@ class Keys:
     def session(self, name: str) -> str:
         """Sorted set: run ids of one session, scored by creation (ms, server clock)."""
         return f"{self.prefix}:session:{check_session(name)}"
+
+    @property
+    def blob_sweep(self) -> str:
+        """String with a TTL: held by the one sweeper that cleans blob stores this period."""
+        return f"{self.prefix}:lock:blob-sweep"
 
     @property
     def tokens(self) -> str:

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
         description="redis, or a directory/object-store URL (file:///mnt/shared/ws, s3://b/ws)",
     )
     workspace_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    # How often one sweeper in the fleet removes a directory/object store's blobs of
+    # runs that expired (a Redis store's blobs expire with the run by themselves).
+    workspace_sweep_seconds: float = Field(default=3600.0, gt=0, allow_inf_nan=False)
     workspace_ignore: Annotated[tuple[str, ...], NoDecode] = Field(default=())
     # issue 15 (runner serve): how often an idle SSE stream sends a heartbeat comment.
     http_heartbeat_seconds: float = Field(default=15.0, gt=0, allow_inf_nan=False)

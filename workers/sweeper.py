@@ -22,6 +22,7 @@ from runner.events import Status
 from runner.keys import is_run_id
 from runner.settings import Settings
 from runner.store import RunStore, cut
+from runner.workspace.retention import sweep_blob_store
 
 log = logging.getLogger("runner.sweeper")
 REPORTED_MAX = 1000
@@ -36,6 +37,7 @@ class SweepReport:
     suspended: list[str] = field(default_factory=list)
     repushed: list[str] = field(default_factory=list)
     dropped: int = 0  # malformed index entries removed
+    blobs_removed: int = 0  # expired runs' blob directories removed (file/fsspec stores)
 
 
 def sweep(store: RunStore, rq_conn: redis.Redis, settings: Settings) -> SweepReport:
@@ -45,6 +47,7 @@ def sweep(store: RunStore, rq_conn: redis.Redis, settings: Settings) -> SweepRep
     _expired_leases(store, rq_conn, settings, report)
     _lost_queued(store, rq_conn, settings, report)
     _prune_index(store, settings)
+    report.blobs_removed = sweep_blob_store(store, settings)
     return report
 
 

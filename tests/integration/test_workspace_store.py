@@ -113,3 +113,31 @@ def test_two_hosts_share_one_workspace(store: RunStore, any_blobs: Blobs, tmp_pa
     any_blobs.delete_run()
     with pytest.raises(WorkspaceError, match="missing"):
         materialize(tmp_path / "three", cp.manifest.values(), any_blobs)
+
+
+def test_a_sweep_removes_the_blobs_of_runs_that_expired_and_only_those(
+    store: RunStore, tmp_path: Path
+) -> None:
+    import time
+
+    from runner.settings import Settings
+    from runner.workspace.retention import sweep_blob_store
+
+    url = f"file://{tmp_path / 'shared'}"
+    hours_ago = int(time.time() * 1000) - 2 * 3600 * 1000
+    expired, kept, young = new_run_id(hours_ago), new_run_id(hours_ago), new_run_id()
+    for run_id in (expired, kept, young):
+        open_blobs(url, store.redis, store.keys, run_id).put(
+            {hashlib.sha256(b"x").hexdigest(): b"x"}
+        )
+    store.redis.hset(store.keys.record(kept), "status", "succeeded")
+    (tmp_path / "shared" / store.keys.prefix / "not-a-run").mkdir()
+    settings = Settings(workspace_store=url, prefix=store.keys.prefix)
+    assert sweep_blob_store(store, settings) == 1
+    left = sorted(p.name for p in (tmp_path / "shared" / store.keys.prefix).iterdir())
+    assert left == sorted([kept, young, "not-a-run"])
+    store.redis.delete(store.keys.record(kept))
+    assert sweep_blob_store(store, settings) == 0, "a second sweeper in the same period"
+    assert sweep_blob_store(store, settings, force=True) == 1
+    redis_store = Settings(workspace_store="redis", prefix=store.keys.prefix)
+    assert sweep_blob_store(store, redis_store, force=True) == 0
