@@ -239,6 +239,9 @@ class Turn:
                 return None
             tool = TOOLS.get(call.name)
             if tool is not None and tool.idempotent:
+                held = self.gate.before_tool(ToolCall(call.id, call.name, dict(call.arguments)))
+                if held is not None:
+                    return self._park(held)  # a re-run asks for approval like a first run
                 log.info("re-running idempotent tool", extra={**self.fields, "tool": call.name})
                 content = run_tool(call.name, dict(call.arguments), self.tools).content
             else:

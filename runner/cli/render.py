@@ -297,7 +297,7 @@ def _budget_rows(r: RunRecord) -> list[tuple[str, Text | str]]:
     rows.append(("limits", ", ".join(limits) or "-"))
     if r.approve:
         rows.append(("approve", visible(r.approve.replace(",", ", "))))
-    if r.waiting_for:
+    if r.waiting_for and r.status is Status.WAITING:
         what = f"approval of {r.gate_tool} ({r.gate_call})" if r.gate_call else r.waiting_for
         rows.append(("waiting for", Text(visible(what), "magenta")))
     return rows
