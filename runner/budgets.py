@@ -182,7 +182,9 @@ class Spent:
             self.running_since = None
 
 
-def reached(limits: Limits, spent: Spent, seconds: float) -> tuple[str, str] | None:
+def reached(
+    limits: Limits, spent: Spent, seconds: float, run_id: str = "ID"
+) -> tuple[str, str] | None:
     """The first limit reached as ``(name, reason)``, given ``seconds`` of running time."""
     checks = (
         ("tokens", limits.tokens, spent.tokens, f"{spent.tokens} tokens", "N"),
@@ -194,7 +196,7 @@ def reached(limits: Limits, spent: Spent, seconds: float) -> tuple[str, str] | N
         if limit and used >= limit:
             flag = "--add-" + name.replace("_", "-")
             return name, f"{name.replace('_', ' ')} budget reached ({shown} of {limit:g}); " + (
-                f"raise it with: runner resume ID {flag} {metavar}"
+                f"raise it with: runner resume {run_id} {flag} {metavar}"
             )
     return None
 

@@ -41,12 +41,13 @@ class Park:
     tool: str = ""
 
 
-def approval_reason(tool: str, arguments: dict[str, Any]) -> str:
+def approval_reason(tool: str, arguments: dict[str, Any], run_id: str = "ID") -> str:
     """``needs approval: shell {"command": "rm -rf build"}`` (arguments shortened)."""
     shown = json.dumps(arguments, ensure_ascii=False, separators=(", ", ": "))
     if len(shown) > ARGS_SHOWN:
         shown = shown[: ARGS_SHOWN - 1] + "…"
-    return f"needs approval: {tool} {shown}; runner approve ID, or runner deny ID --reason R"
+    then = f"runner approve {run_id}, or runner deny {run_id} --reason R"
+    return f"needs approval: {tool} {shown}; {then}"
 
 
 def untouched(events: Iterable[Event]) -> bool:

@@ -37,6 +37,7 @@ class Gate:
         self.limits = Limits(max_steps)
         self.spent = Spent()
         self.model = ""
+        self.run_id = "ID"
         self.approve = set(settings.approve_tools)
         self.approved = ""
         self.untouched = False
@@ -48,6 +49,7 @@ class Gate:
         self.limits = Limits.of(record, self.limits.steps)
         self.spent = Spent.fold(events)
         self.model = record.model
+        self.run_id = record.id
         self.approve |= {name for name in record.approve.split(",") if name}
         self.approved = record.approved
         self.untouched = untouched(events)
@@ -65,7 +67,7 @@ class Gate:
         """A Park if a limit is reached (``steps``: this run's model calls so far)."""
         if steps >= self.limits.steps:
             reason = f"max steps ({self.limits.steps}) reached; raise it with: " + (
-                "runner resume ID --add-steps N"
+                f"runner resume {self.run_id} --add-steps N"
             )
             return Park(reason, "steps")
         return self._budget()
@@ -76,14 +78,15 @@ class Gate:
         if held is not None:
             return held
         if call.id != self.approved and self._needs_approval(call.name):
-            return Park(approval_reason(call.name, call.arguments), "approval", call.id, call.name)
+            reason = approval_reason(call.name, call.arguments, self.run_id)
+            return Park(reason, "approval", call.id, call.name)
         return None
 
     def _needs_approval(self, name: str) -> bool:
         return name in self.approve or bool(getattr(TOOLS.get(name), "approval", False))
 
     def _budget(self) -> Park | None:
-        hit = budgets.reached(self.limits, self.spent, self.seconds())
+        hit = budgets.reached(self.limits, self.spent, self.seconds(), self.run_id)
         return None if hit is None else Park(hit[1], hit[0])
 
     def usage(self, reply: Reply, messages: list[dict[str, Any]]) -> tuple[Usage, bool]:
