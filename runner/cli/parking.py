@@ -47,7 +47,7 @@ COUNT = click.IntRange(0, 10**12)
 @click.option("--add-steps", type=COUNT, default=0, help="Raise the step limit by N.")
 @click.option("--add-tokens", type=COUNT, default=0, help="Raise the token limit by N.")
 @click.option("--add-cost", type=Dollars(), default=0.0, help="Raise the cost limit by USD.")
-@click.option("--add-time", type=Duration(), default=0.0, help="Raise the time limit (30m).")
+@click.option("--add-time", type=Duration(), default=0.0, help="Raise the time limit (90s, 30m).")
 @click.option("--add-tool-calls", type=COUNT, default=0, help="Raise the tool-call limit by N.")
 @guarded
 def resume(

@@ -76,9 +76,13 @@ def upload_progress() -> Callable[[int, int], None]:
     type=click.IntRange(1, 100_000),
     help="Park (waiting) after this many model calls. [RUNNER_MAX_STEPS]",
 )
-@click.option("--max-tokens", type=COUNT, help="Park at N tokens in + out. [RUNNER_MAX_TOKENS]")
-@click.option("--max-cost", type=Dollars(), help="Park at USD spent. [RUNNER_MAX_COST]")
-@click.option("--max-time", type=Duration(), help="Park at running time 30m. [RUNNER_MAX_TIME]")
+@click.option("--max-tokens", type=COUNT, help="Park at N tokens (in + out). [RUNNER_MAX_TOKENS]")
+@click.option("--max-cost", type=Dollars(), help="Park once USD are spent. [RUNNER_MAX_COST]")
+@click.option(
+    "--max-time",
+    type=Duration(),
+    help="Park after this much running time: 90s, 30m, 2h. [RUNNER_MAX_TIME]",
+)
 @click.option("--max-tool-calls", type=COUNT, help="Park at N tool calls. [RUNNER_MAX_TOOL_CALLS]")
 @click.option(
     "--approve",
