@@ -57,19 +57,25 @@ def _claimed(store: RunStore) -> tuple[str, int]:
     return run_id, epoch
 
 
-def _commits(store: RunStore, steps: int) -> float:
-    """Median µs of one commit of a step and its usage event."""
+def _commits(store: RunStore, steps: int) -> tuple[float, float]:
+    """Median µs of one commit of a step and its usage event, and the server's µs per script.
+
+    The server's own figure (``INFO commandstats``, reset first; nothing else may run
+    scripts meanwhile) leaves out the round trip, which on a loaded machine is mostly noise.
+    """
     run_id, epoch = _claimed(store)
     seen = len(store.events(run_id))
     usage = UsageEvent(input_tokens=1200, output_tokens=80, cost=0.0042)
     times = []
+    store.redis.config_resetstat()
     for i in range(steps):
         events: list[Event] = [*step_events(i), usage]
         started = time.perf_counter()
         store.commit(run_id, epoch, events, seen, steps=1)
         times.append(time.perf_counter() - started)
         seen += len(events)
-    return statistics.median(times) * 1e6
+    server = float(store.redis.info("commandstats")["cmdstat_evalsha"]["usec_per_call"])
+    return statistics.median(times) * 1e6, server
 
 
 def _gate(settings: Settings, steps: int) -> float:
@@ -125,12 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     plain = _without_hook(store)
     client = Client(settings)
     try:
-        hooked_us, plain_us = [], []
+        hooked, unhooked = [], []
         for _ in range(args.rounds):  # interleaved, so load changes hit both alike
-            hooked_us.append(_commits(store, args.steps))
-            plain_us.append(_commits(plain, args.steps))
-        with_totals = statistics.median(hooked_us)
-        without = statistics.median(plain_us)
+            hooked.append(_commits(store, args.steps))
+            unhooked.append(_commits(plain, args.steps))
+        with_totals = statistics.median(h[0] for h in hooked)
+        without = statistics.median(u[0] for u in unhooked)
+        server_with = statistics.median(h[1] for h in hooked)
+        server_without = statistics.median(u[1] for u in unhooked)
         gate = _median_of(lambda: _gate(settings, args.steps), args.rounds)
         cycle = _median_of(lambda: _cycles(client, 50), args.rounds)
     finally:
@@ -142,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         "commit_with_usage_totals_us": round(with_totals, 1),
         "commit_without_us": round(without, 1),
         "usage_totals_ratio": round(with_totals / without, 3),
+        "server_script_with_totals_us": round(server_with, 1),
+        "server_script_without_us": round(server_without, 1),
+        "server_usage_totals_ratio": round(server_with / server_without, 3),
         "gate_per_step_us": round(gate, 1),
         "gate_over_commit": round(gate / with_totals, 3),
         "park_approve_claim_us": round(cycle, 1),
