@@ -70,6 +70,12 @@ class Gate:
                 f"runner resume {self.run_id} --add-steps N"
             )
             return Park(reason, "steps")
+        if self.limits.cost and prices.price_of(self.prices, self.model) is None:
+            # A cost limit this worker cannot count must not pass silently.
+            reason = f"a cost limit is set, but {self.model} has no price on this worker: " + (
+                f"add it to RUNNER_PRICES (USD per 1M tokens), then runner resume {self.run_id}"
+            )
+            return Park(reason, "cost")
         return self._budget()
 
     def before_tool(self, call: ToolCall) -> Park | None:

@@ -270,6 +270,9 @@ def test_gate(monkeypatch: pytest.MonkeyPatch, client: Client) -> None:
     assert held is not None and held.waiting_for == "tool_calls"
     held = gate.before_model(5)
     assert held is not None and held.waiting_for == "steps"
+    gate.limits = Limits(5, cost=1.0)
+    held = gate.before_model(0)  # scripted has no price: a cost limit cannot be counted
+    assert held is not None and "has no price on this worker" in held.reason
     usage, estimated = gate.usage(Reply("x" * 40, []), [{"role": "user", "content": "y" * 400}])
     assert (usage, estimated) == (Usage(100, 10, None), True)
     gate.model, gate.prices = "openai:gpt-4o", prices.load(None)
