@@ -125,6 +125,11 @@ def test_the_same_over_http(cli: Cli, store: RunStore) -> None:
         )
         assert done.json() == {"id": states["budget"], "before": "waiting"}, done.text
         assert store.get(states["budget"]).max_tokens == 17
+        body = {"prompt": "p", "script": SCRIPT, "queue": "idle", "max_time": "30m"}
+        made = http.post("/runs", json={**body, "max_cost": 1.5, "approve": ["shell"]})
+        record = store.get(made.json()["id"])
+        assert (record.max_time, record.max_cost, record.approve) == (1800.0, 1.5, "shell")
+        assert http.post("/runs", json={**body, "max_tokens": -3}).status_code == 400
     # The CLI through RUNNER_API_URL, Redis out of reach.
     remote = {
         **cli.env,
