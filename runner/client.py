@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from runner import queueing
+from runner import budgets, parking, queueing
+from runner.budgets import Adds
 from runner.checks import check_queue, check_session, check_text, decode_text
 from runner.errors import BadInput, WrongState
 from runner.events import (
-    PARKED,
     TERMINAL,
     Event,
     MessageEvent,
@@ -59,6 +59,12 @@ class Submission:
     script: str = ""
     session: str = ""
     workspace: str = ""  # a directory uploaded as the run's starting workspace
+    # Budgets (0: none) and the run's own tools that need approval (issues 13, 14).
+    max_tokens: int | None = None
+    max_cost: float | None = None
+    max_time: float | None = None  # seconds of running time
+    max_tool_calls: int | None = None
+    approve: tuple[str, ...] = ()
 
 
 def open_client(settings: Settings | None = None) -> Client:
@@ -130,6 +136,7 @@ class Client(RunReader):
             "max_steps": str(max_steps),
             "session": sub.session,
             "title": " ".join(sub.prompt.split())[:TITLE_CHARS],
+            **budgets.record_fields(sub, cfg),
         }
 
     def _check_script(self, script: str) -> None:
@@ -203,14 +210,24 @@ class Client(RunReader):
         return before
 
     @_boundary
-    def resume(self, run_id: str) -> Status:
-        """Requeue a suspended or waiting run; returns the status it had (BadInput if other)."""
-        record = self.get(run_id)
-        before = self.store.resume(run_id)
-        if before not in PARKED:
-            raise WrongState(f"run {run_id} is {before.value}, not suspended or waiting")
-        queueing.push_front(self.rq, run_id, record.queue, self.settings.retention_seconds)
-        return before
+    def resume(self, run_id: str, adds: Adds | None = None) -> Status:
+        """Requeue a suspended run, or one waiting for a budget, raising its limits by ``adds``.
+
+        Returns the status it had; WrongState if it is neither (or waits for an approval).
+        """
+        return parking.unpark(self, run_id, "resume", adds=(adds or Adds()).checked())
+
+    @_boundary
+    def approve(self, run_id: str) -> Status:
+        """Let a run waiting for an approval run its tool call; requeues it."""
+        return parking.unpark(self, run_id, "approve")
+
+    @_boundary
+    def deny(self, run_id: str, reason: str = "") -> Status:
+        """Refuse a run's tool call: the model reads the denial as its result; requeues it."""
+        if reason:
+            check_text(reason, "the reason", self.settings.max_prompt_bytes)
+        return parking.unpark(self, run_id, "deny", reason)
 
     @_boundary
     def send(self, run_id: str, text: str) -> Status:

@@ -79,6 +79,7 @@ class UsageEvent(_Event):
     input_tokens: int
     output_tokens: int
     cost: float | None = None
+    estimated: bool | None = None  # the provider reported none: counted by the shared estimate
 
 
 class WorkspaceChange(BaseModel):

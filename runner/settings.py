@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from runner import budgets, prices
 from runner.errors import BadInput
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -98,6 +99,14 @@ class Settings(BaseSettings):
     delta_maxlen: int = Field(default=1000, ge=10)
     delta_ttl_seconds: int = Field(default=120, ge=1)
     tool_progress_seconds: float = Field(default=3.0, gt=0, allow_inf_nan=False)
+    # Budgets and approvals (issues 13, 14): per-run limits a run parks at (0: none), the
+    # price table merged over the built-ins, and the tools this worker asks approval for.
+    max_tokens: int = Field(default=0, ge=0)
+    max_cost: float = Field(default=0.0, ge=0, le=1_000_000, allow_inf_nan=False)
+    max_time: float = Field(default=0.0, ge=0, le=budgets.MAX_SECONDS, allow_inf_nan=False)
+    max_tool_calls: int = Field(default=0, ge=0)
+    prices: Path | None = Field(default=None, description="JSON or TOML: model -> USD per 1M")
+    approve_tools: Annotated[tuple[str, ...], NoDecode] = Field(default=())
 
     @field_validator("tool_env", mode="before")
     @classmethod
@@ -108,6 +117,31 @@ class Settings(BaseSettings):
             bad = [str(n) for n in value if not _ENV_NAME.fullmatch(str(n))]
             if bad:
                 raise ValueError(f"not a variable name: {bad[0][:40]!r}")
+        return value
+
+    @field_validator("max_time", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        try:
+            return budgets.parse_duration(value) if isinstance(value, str) else value
+        except BadInput as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("approve_tools", mode="before")
+    @classmethod
+    def _tools(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(name.strip() for name in value.split(",") if name.strip())
+        try:
+            return budgets.check_tools(value) if isinstance(value, list | tuple) else value
+        except BadInput as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("prices")
+    @classmethod
+    def _prices(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            prices.load(value)  # a bad file stops every command here, in one line
         return value
 
     @field_validator("workspace_ignore", mode="before")

@@ -21,8 +21,9 @@ from importlib import resources
 from typing import Any
 
 import redis
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from runner.budgets import BudgetFields
 from runner.errors import BadInput, Damaged, NoSuchRun, StaleEpoch
 from runner.events import (
     PARKED,
@@ -54,8 +55,8 @@ def _load_script(name: str) -> str:
     return key_names() + prelude + "\n" + (lua / f"{name}.lua").read_text()
 
 
-class RunRecord(BaseModel):
-    """The small hash that says where a run is."""
+class RunRecord(BudgetFields):
+    """The small hash that says where a run is (budget and approval fields: BudgetFields)."""
 
     id: str
     status: Status
@@ -123,6 +124,8 @@ class RunStore:
                 "cancel",
                 "send",
                 "drain_inbox",
+                "park",
+                "unpark",
             )
         }
         # Ending an attempt may write its few hundred bytes to a server past maxmemory,

@@ -14,7 +14,7 @@ from pathlib import Path
 import redis
 from rq import get_current_job
 
-from runner import logs, metrics, outage, tracing
+from runner import logs, metrics, outage, parking, tracing
 from runner.connection import connect
 from runner.errors import BadInput, RunnerError, StaleEpoch
 from runner.events import TERMINAL, Status
@@ -121,6 +121,9 @@ def _end(
     )
 
     def write() -> None:
+        if outcome.park is not None:
+            parking.park(store, run_id, epoch, worker, outcome.park)
+            return
         try:
             store.finish(run_id, epoch, status, worker, outcome.reason, outcome.error)
         except redis.exceptions.OutOfMemoryError:

@@ -1,4 +1,4 @@
-"""Commands that steer a run: cancel, resume, send."""
+"""Commands that steer a run: cancel, send (resume, approve, deny: runner/cli/parking.py)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,6 @@ def cancel(run_id: str) -> None:
         click.echo(f"cancel requested; {run_id} stops at its next safe point")
     else:
         click.echo(f"cancelled {run_id}")
-
-
-@cli.command()
-@click.argument("run_id", metavar="ID", callback=run_id_arg)
-@guarded
-def resume(run_id: str) -> None:
-    """Put a suspended (or waiting) run back in its queue."""
-    client().resume(run_id)
-    click.echo(f"resumed {run_id}; it is queued again")
 
 
 @cli.command()
