@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import redis
 
-from runner import metrics, outage, tracing
+from runner import metrics, outage, sessions, tracing
 from runner.deltas import DeltaWriter
 from runner.errors import BadInput, StaleEpoch, WorkspaceError
 from runner.events import (
@@ -121,8 +121,12 @@ class Turn:
 
     def _run(self) -> Outcome:
         try:
+            # A session turn's first attempt takes in the turns before it (issue 14).
+            history = self._retrying(
+                lambda: sessions.prepare(self.store, self.settings, self.run_id, self.epoch)
+            )
             events = self._retrying(self._read_all)
-            self.transcript = Transcript.fold(events)
+            self.transcript = Transcript.fold(events, history)
             self._restore(events)
             self._repair()
             # A message sent while the run was queued goes in before the first model call.

@@ -4,6 +4,7 @@
 - ``runs``: submit, follow, status, list, transcript
 - ``steer``: cancel, resume, send
 - ``workspace``: diff, pull
+- ``sessions``: sessions, session rename|delete, fork, purge
 - ``ops``: worker, sweep, dev, demo, bench
 - ``serve``: serve (the HTTP API), token create|revoke
 - ``admin``: doctor, server status|stop
@@ -15,7 +16,18 @@ Redis or RQ itself. Importing this package registers every command on ``cli``.
 
 from __future__ import annotations
 
-from runner.cli import admin, ops, runs, serve, steer, workspace
+from runner.cli import admin, ops, runs, serve, sessions, steer, workspace
 from runner.cli.group import cli, guarded, main
 
-__all__ = ["admin", "cli", "guarded", "main", "ops", "runs", "serve", "steer", "workspace"]
+__all__ = [
+    "admin",
+    "cli",
+    "guarded",
+    "main",
+    "ops",
+    "runs",
+    "serve",
+    "sessions",
+    "steer",
+    "workspace",
+]
