@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rq.exceptions import NoSuchJobError
+from rq.executions import Execution
 from rq.job import Job
 
 from runner.errors import BadInput, NoSuchRun, WrongState
@@ -78,6 +79,11 @@ def _delete_outside(store: RunStore, rq_conn: Any, settings: Settings, run_id: s
         open_blobs(settings.workspace_store, store.redis, store.keys, run_id).delete_run()
     with contextlib.suppress(NoSuchJobError):
         Job.fetch(run_id, connection=rq_conn).delete()
+    # RQ keeps each finished execution's hash until its TTL; it names them itself.
+    pattern = Execution(id="*", job_id=run_id, connection=rq_conn).key
+    leftovers = list(rq_conn.scan_iter(match=pattern, count=1000))
+    if leftovers:
+        rq_conn.delete(*leftovers)
 
 
 def purge_older(store: RunStore, rq_conn: Any, settings: Settings, age_seconds: int) -> Purged:
