@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import redis
+
 from runner.client import Client, Submission
 from runner.errors import BadInput, WrongState
 from runner.events import TERMINAL
-from runner.keys import SESSION_PATTERN, check_session
+from runner.keys import SESSION_PATTERN, Keys, check_session
 from runner.purge import purge_run
 from runner.settings import Settings
 from runner.store import RunStore
@@ -63,28 +65,45 @@ def list_sessions(store: RunStore, settings: Settings, limit: int = 50) -> list[
 
 
 def rename(store: RunStore, old: str, new: str) -> int:
-    """Rename session ``old`` to ``new``; returns how many turns it has."""
+    """Rename session ``old`` to ``new``; returns how many turns it has.
+
+    One optimistic transaction: it watches the session, the new name and every turn's
+    record, and starts again if any of them changed before it applied.
+    """
     check_session(old)
     check_session(new)
     if old == new:
         raise BadInput("the new name is the old one")
     keys = store.keys
     for _ in range(RENAME_TRIES):
-        turns = [str(t) for t in store.redis.zrange(keys.session(old), 0, -1)]
-        records = [keys.record(t) for t in turns]
-        done = store._call(
-            "session_rename",
-            old,
-            new,
-            keys=[keys.session(old), keys.session(new), keys.sessions, *records],
-        )
-        if done == "ok":
-            return len(turns)
-        if done == "exists":
-            raise WrongState(f"session {new} already exists")
-        if done == "missing":
-            raise BadInput(f"no such session: {old}")
+        with store.redis.pipeline() as pipe:
+            try:
+                return _rename(pipe, keys, old, new)
+            except redis.WatchError:
+                continue
     raise WrongState(f"session {old} is changing too fast; try again")
+
+
+def _rename(pipe: Any, keys: Keys, old: str, new: str) -> int:
+    pipe.watch(keys.session(old), keys.session(new), keys.sessions)
+    if pipe.exists(keys.session(new)) or pipe.zscore(keys.sessions, new) is not None:
+        raise WrongState(f"session {new} already exists")
+    if not pipe.exists(keys.session(old)):
+        raise BadInput(f"no such session: {old}")
+    turns = [str(t) for t in pipe.zrange(keys.session(old), 0, -1)]
+    records = [keys.record(t) for t in turns]
+    pipe.watch(*records)  # one that expires meanwhile must not come back as a stub
+    kept = [r for r in records if pipe.exists(r)]
+    score = pipe.zscore(keys.sessions, old)
+    pipe.multi()
+    for record in kept:
+        pipe.hset(record, "session", new)
+    pipe.rename(keys.session(old), keys.session(new))
+    pipe.zrem(keys.sessions, old)
+    if score is not None:
+        pipe.zadd(keys.sessions, {new: score})
+    pipe.execute()
+    return len(turns)
 
 
 def delete(store: RunStore, rq_conn: Any, settings: Settings, name: str) -> int:

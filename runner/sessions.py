@@ -77,7 +77,6 @@ def plan_turn(store: RunStore, run_id: str, session: str, if_busy: str, settings
     for _ in range(RESERVE_TRIES):
         newest = store.redis.zrevrange(keys.session(session), 0, 0)
         prev = str(newest[0]) if newest else ""
-        extra = [keys.record(prev)] if prev else []
         kind, detail = store._call(
             "session_turn",
             run_id,
@@ -86,7 +85,7 @@ def plan_turn(store: RunStore, run_id: str, session: str, if_busy: str, settings
             settings.session_idle_seconds * 1000,
             settings.retention_seconds * 1000,
             session,
-            keys=[*keys.script_keys(run_id, session), *extra],
+            keys=keys.script_keys(run_id, session, prev),
         )
         if kind == "retry":
             continue

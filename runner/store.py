@@ -123,7 +123,7 @@ class RunStore:
                 "cancel",
                 "send",
                 "drain_inbox",
-                *("session_turn", "seed", "session_rename", "purge"),  # issue 14: runner.sessions
+                *("session_turn", "seed", "purge"),  # issue 14: runner.sessions
             )
         }
         # Ending an attempt may write its few hundred bytes to a server past maxmemory,

@@ -1,7 +1,7 @@
 -- Reserves a new turn's place in its session (runner/sessions.py plan_turn).
 -- ARGV: id, the newest turn the caller saw ('' none), if-busy mode (queue|reject),
--- idle_ms, retention_ms, session name. KEYS past the usual ones: the record of that
--- newest turn, when there is one. Returns {kind, detail}: retry (the newest changed),
+-- idle_ms, retention_ms, session name. K.prev: the record of that newest turn, when
+-- there is one. Returns {kind, detail}: retry (the newest changed),
 -- first, expired, gone (the newest turn's record is gone), busy (detail: its status),
 -- held (queue behind it), next.
 local newest = redis.call('ZREVRANGE', K.session, 0, 0, 'WITHSCORES')
@@ -18,7 +18,7 @@ if now - active > tonumber(ARGV[4]) then
   redis.call('DEL', K.session)
   return reserve('expired', prev)
 end
-local status = redis.call('HGET', KEYS[#KEYS], 'status')
+local status = redis.call('HGET', K.prev, 'status')
 if not status then
   -- A turn reserved a moment ago whose create has not landed yet counts as live.
   if now - score > 60000 then

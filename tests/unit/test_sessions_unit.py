@@ -141,3 +141,25 @@ def test_a_held_turn_is_held_until_its_turn_before_ends(store: RunStore) -> None
     assert sessions.still_held(store, [second]) == {second}
     end(store, first)
     assert sessions.still_held(store, [second]) == set()
+
+
+def test_a_history_expires_with_its_run(store: RunStore) -> None:
+    run_id, _ = turn(store, "s")
+    store.redis.set(store.keys.history(run_id), sessions.dump_history([user("before")]))
+    store.cancel(run_id)
+    assert 0 < store.redis.pttl(store.keys.history(run_id)) <= store.retention_ms
+
+
+def test_rename_moves_the_turns_and_refuses_a_taken_name(store: RunStore) -> None:
+    from runner import session_admin
+
+    first, _ = turn(store, "old")
+    turn(store, "taken")
+    with pytest.raises(WrongState, match="session taken already exists"):
+        session_admin.rename(store, "old", "taken")
+    assert session_admin.rename(store, "old", "new") == 1
+    assert store.get(first).session == "new"
+    assert store.redis.zscore(store.keys.sessions, "old") is None
+    assert store.redis.zscore(store.keys.sessions, "new") is not None
+    with pytest.raises(BadInput, match="no such session: old"):
+        session_admin.rename(store, "old", "other")
