@@ -80,7 +80,9 @@ def delete(name: str) -> None:
 
 @cli.command()
 @click.argument("run_id", metavar="ID", callback=run_id_arg)
-@click.option("--at", "at", type=int, required=True, help="Keep the first N messages.")
+@click.option(
+    "--at", "at", type=click.IntRange(min=1), required=True, help="Keep the first N messages."
+)
 @click.option("--session", default="", help="Start session NAME with the fork.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"id", "at", "asked"} as JSON.')
 @guarded
@@ -104,7 +106,7 @@ def fork(run_id: str, at: int, session: str, as_json: bool) -> None:
 
 
 @cli.command(name="purge")
-@click.argument("run_id", metavar="ID", required=False, callback=_optional_id)
+@click.argument("run_id", metavar="[ID]", required=False, callback=_optional_id)
 @click.option("--older-than", "older", metavar="AGE", help="Every ended run idle over AGE (7d).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was purged as JSON.")
 @guarded
