@@ -126,16 +126,22 @@ def forget_expired(store: RunStore, settings: Settings, cutoff_ms: int) -> int:
     """Drop runs-index entries idle past ``cutoff_ms`` whose record has expired, with the
     run's file-store blobs (no TTL reaches those); returns how many.
 
-    An entry whose record still exists (a parked run, a session's kept turn) stays.
+    An entry whose record still exists (a parked run, a session's kept turn) stays, and
+    is looked at again every sweep (all of them, page by page: a page limit would leave
+    the expired ones behind the oldest live ones for ever).
     """
-    ids = store.redis.zrangebyscore(store.keys.runs, 0, cutoff_ms, start=0, num=EXPIRED_PAGE)
-    ids = [i for i in ids if is_run_id(i)]
-    if not ids:
-        return 0
-    pipe = store.redis.pipeline(transaction=False)
-    for run_id in ids:
-        pipe.exists(store.keys.record(run_id))
-    gone = [i for i, alive in zip(ids, pipe.execute(), strict=True) if not alive]
+    gone: list[str] = []
+    start = 0
+    while True:
+        page = store.redis.zrangebyscore(store.keys.runs, 0, cutoff_ms, start, EXPIRED_PAGE)
+        ids = [i for i in page if is_run_id(i)]
+        pipe = store.redis.pipeline(transaction=False)
+        for run_id in ids:
+            pipe.exists(store.keys.record(run_id))
+        gone += [i for i, alive in zip(ids, pipe.execute(), strict=True) if not alive]
+        if len(page) < EXPIRED_PAGE:
+            break
+        start += EXPIRED_PAGE
     for run_id in gone:
         if settings.workspace_store != "redis":
             try:

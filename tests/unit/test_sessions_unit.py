@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 import fakeredis
@@ -163,3 +165,22 @@ def test_rename_moves_the_turns_and_refuses_a_taken_name(store: RunStore) -> Non
     assert store.redis.zscore(store.keys.sessions, "new") is not None
     with pytest.raises(BadInput, match="no such session: old"):
         session_admin.rename(store, "old", "other")
+
+
+def test_expired_runs_leave_the_index_with_their_file_blobs(
+    store: RunStore, tmp_path: Path
+) -> None:
+    from runner.purge import forget_expired
+    from runner.workspace.blobs import open_blobs
+
+    url = f"file://{tmp_path / 'blobs'}"
+    cfg = Settings(redis_url="redis://h:1/0", workspace_store=url)
+    kept, _ = turn(store, "s")
+    expired = new_run_id()
+    blobs = open_blobs(url, store.redis, store.keys, expired)
+    blobs.put({hashlib.sha256(b"x").hexdigest(): b"x"})
+    store.redis.zadd(store.keys.runs, {kept: 1, expired: 1, "not-an-id": 1})
+    assert forget_expired(store, cfg, cutoff_ms=10) == 1
+    assert store.redis.zscore(store.keys.runs, kept) == 1, "a run that still exists stays"
+    assert store.redis.zscore(store.keys.runs, expired) is None
+    assert not any(expired in str(p) for p in (tmp_path / "blobs").rglob("*"))
