@@ -160,6 +160,15 @@ def test_fork_at_a_tool_call_boundary(cli: Cli, store: RunStore, tmp_path: Path)
     # It went on from the cut: the script's second step, then its answer.
     assistants = [m["content"] for m in transcript(cli, fork) if m["role"] == "assistant"]
     assert assistants == ["first file", "second file", "done"]
+    # A run without a session becomes the first turn of one named after it.
+    sent = cli("send", fork, "one more")
+    assert sent.returncode == 0, sent.stderr
+    assert f"session {fork} continues in" in sent.stderr
+    nxt = sent.stdout.strip()
+    assert store.get(nxt).session == fork == store.get(fork).session
+    assert ended(store, nxt) == "succeeded"
+    users = [m["content"] for m in transcript(cli, nxt) if m["role"] == "user"]
+    assert users == ["make files", "one more"]
 
 
 def test_purge_leaves_no_key_or_blob(
