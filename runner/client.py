@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from runner import budgets, parking, queueing
+from runner import budgets, parking, queueing, sessions
 from runner.budgets import Adds
 from runner.checks import check_queue, check_session, check_text, decode_text
 from runner.errors import BadInput, WrongState
@@ -65,6 +65,7 @@ class Submission:
     max_time: float | None = None  # seconds of running time
     max_tool_calls: int | None = None
     approve: tuple[str, ...] = ()
+    if_busy: str = "queue"  # the session's turn before is live: queue behind it, or reject
 
 
 def open_client(settings: Settings | None = None) -> Client:
@@ -85,6 +86,8 @@ def open_client(settings: Settings | None = None) -> Client:
 
 class Client(RunReader):
     """The operations on runs, over one server (connected on first use)."""
+
+    notes: tuple[str, ...] = ()  # what the last submit should tell the user (a session expired)
 
     # -- submit -----------------------------------------------------------------------
 
@@ -107,11 +110,18 @@ class Client(RunReader):
                 )
             )
         first.append(MessageEvent(role="user", content=sub.prompt))
+        plan = sessions.Plan()
+        if sub.session:
+            plan = sessions.plan_turn(self.store, run_id, sub.session, sub.if_busy, self.settings)
+            fields["prev"] = plan.prev
+            first[0] = StatusEvent(status=Status.QUEUED, reason=plan.reason)
+        self.notes = (plan.note,) if plan.note else ()
         self.store.create(run_id, fields, first, sub.script, session=sub.session)
         # If this enqueue is lost, the sweeper finds a queued run that no queue holds.
-        queueing.enqueue(
-            self.rq, run_id, fields["queue"], self.settings.retention_seconds, fields["title"]
-        )
+        if not plan.held or sessions.ended(self.store, plan.prev):
+            queueing.enqueue(
+                self.rq, run_id, fields["queue"], self.settings.retention_seconds, fields["title"]
+            )
         return run_id
 
     def check(self, sub: Submission) -> dict[str, str]:
@@ -130,6 +140,8 @@ class Client(RunReader):
             raise BadInput("--model scripted needs --script FILE")
         if sub.session:
             check_session(sub.session)
+        if sub.if_busy not in ("queue", "reject"):
+            raise BadInput(f"--if-busy must be queue or reject, not {sub.if_busy[:20]!r}")
         return {
             "queue": queue,
             "model": model,
@@ -163,8 +175,7 @@ class Client(RunReader):
     @_boundary
     def transcript(self, run_id: str) -> list[MessageEvent]:
         """The run's messages in order (``events.to_openai`` makes them OpenAI chat)."""
-        self.get(run_id)  # NoSuchRun rather than an empty transcript
-        return [e for e in self.store.events(run_id) if isinstance(e, MessageEvent)]
+        return sessions.conversation(self.store, run_id)  # earlier turns first
 
     @_boundary
     def workers_serving(self, queue: str) -> int:
@@ -207,6 +218,8 @@ class Client(RunReader):
             queueing.remove(self.rq, run_id, record.queue)
         if before in TERMINAL:
             raise WrongState(f"run {run_id} has already ended ({before.value})")
+        if before is not Status.RUNNING:  # ended now: its session's next turn may start
+            sessions.ended_quietly(self.store, self.rq, self.settings, run_id)
         return before
 
     @_boundary

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     workspace_root: Path = Field(default_factory=lambda: _default_data_dir() / "workspaces")
     data_dir: Path = Field(default_factory=_default_data_dir)
     retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    # Sessions (issue 14): a session idle this long has expired; its next turn starts anew.
+    session_idle_seconds: int = Field(default=2 * 24 * 3600, ge=1)
     tool_timeout: float = Field(default=120.0, gt=0, allow_inf_nan=False)
     tool_output_bytes: int = Field(default=16 * 1024, ge=256)
     reconnect_seconds: float = Field(default=300.0, gt=0, allow_inf_nan=False)

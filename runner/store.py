@@ -126,6 +126,7 @@ class RunStore:
                 "drain_inbox",
                 "park",
                 "unpark",
+                *("session_turn", "seed", "purge"),  # issue 14: runner.sessions
             )
         }
         # Ending an attempt may write its few hundred bytes to a server past maxmemory,

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import redis
 
-from runner import metrics, outage, tracing
+from runner import metrics, outage, sessions, tracing
 from runner.deltas import DeltaWriter
 from runner.errors import BadInput, StaleEpoch, WorkspaceError
 from runner.events import (
@@ -127,8 +127,12 @@ class Turn:
 
     def _run(self) -> Outcome:
         try:
+            # A session turn's first attempt takes in the turns before it (issue 14).
+            history = self._retrying(
+                lambda: sessions.prepare(self.store, self.settings, self.run_id, self.epoch)
+            )
             events = self._retrying(self._read_all)
-            self.transcript = Transcript.fold(events)
+            self.transcript = Transcript.fold(events, history)
             self.gate.load(self._retrying(lambda: self.store.get(self.run_id)), events)
             self._restore(events)
             ended = self._repair()

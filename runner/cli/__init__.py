@@ -5,6 +5,7 @@
 - ``steer``: cancel, send
 - ``parking``: resume, approve, deny (runs parked as waiting or suspended)
 - ``workspace``: diff, pull
+- ``sessions``: sessions, session rename|delete, fork, purge
 - ``ops``: worker, sweep, dev, demo, bench
 - ``serve``: serve (the HTTP API), token create|revoke
 - ``admin``: doctor, server status|stop
@@ -16,7 +17,7 @@ Redis or RQ itself. Importing this package registers every command on ``cli``.
 
 from __future__ import annotations
 
-from runner.cli import admin, ops, parking, runs, serve, steer, workspace
+from runner.cli import admin, ops, parking, runs, serve, sessions, steer, workspace
 from runner.cli.group import cli, guarded, main
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "parking",
     "runs",
     "serve",
+    "sessions",
     "steer",
     "workspace",
 ]

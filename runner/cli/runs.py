@@ -69,7 +69,19 @@ def upload_progress() -> Callable[[int, int], None]:
     metavar="FILE",
     help="JSON script for --model scripted; stored with the run.",
 )
-@click.option("--session", default="", help="Group the run under a session name.")
+@click.option(
+    "--session",
+    default="",
+    help="Make the run the next turn of session NAME: it continues the session's "
+    "conversation and workspace. [RUNNER_SESSION_IDLE_SECONDS]",
+)
+@click.option(
+    "--if-busy",
+    type=click.Choice(["queue", "reject"]),
+    default="queue",
+    show_default=True,
+    help="When the session's previous turn has not ended: wait for it, or refuse.",
+)
 @click.option("--queue", help="RQ queue to run on. [RUNNER_QUEUE]")
 @click.option(
     "--max-steps",
@@ -107,6 +119,7 @@ def submit(
     model: str | None,
     script_path: str | None,
     session: str,
+    if_busy: str,
     queue: str | None,
     max_steps: int | None,
     max_tokens: int | None,
@@ -141,9 +154,12 @@ def submit(
             script=script,
             session=session,
             workspace=workspace,
+            if_busy=if_busy,
         ),
         upload_progress() if workspace else None,
     )
+    for note in runner.notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(json.dumps({"id": run_id}) if as_json else run_id)
     if follow:
         sys.exit(follow_run(runner, run_id, as_json, None, out, err))

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from runner import session_admin
 from runner.budgets import LIMITS, adds_from_json, limits_from_json
 from runner.client import STREAM_ID, Client, Submission
 from runner.errors import (
@@ -240,6 +241,11 @@ class Api:
             sse(sub), ping=self.heartbeat, headers={"Cache-Control": "no-store"}
         )
 
+    async def sessions(self, request: Request) -> Response:
+        store, cfg = self.client.store, self.client.settings
+        found = await run_in_threadpool(session_admin.list_sessions, store, cfg)
+        return JSONResponse({"sessions": [s.to_dict() for s in found]})
+
     async def workers(self, request: Request) -> Response:
         queue = str(request.path_params["queue"])
         return JSONResponse(
@@ -327,6 +333,7 @@ def build_app(client: Client, heartbeat: float = 15.0) -> Starlette:
         Route("/runs/{run_id}/deny", write(api.deny), methods=["POST"]),
         Route("/runs/{run_id}/send", write(api.send), methods=["POST"]),
         Route("/queues/{queue}/workers", read(api.workers)),
+        Route("/sessions", read(api.sessions)),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:
