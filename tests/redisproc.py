@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,22 +221,3 @@ def sentinel_group(where: Path, n_sentinels: int = 1, down_after_ms: int = 1000)
         what="the sentinel to see the replica",
     )
     return group
-
-
-@pytest.fixture
-def certs(tmp_path: Path) -> Certs:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed")
-    return make_certs(tmp_path / "certs")
-
-
-@pytest.fixture
-def sentinels(tmp_path: Path) -> Iterator[SentinelGroup]:
-    group = sentinel_group(tmp_path / "sentinel")
-    yield group
-    group.stop()
-
-
-def runner_env(base: dict[str, str], url: str, **extra: str) -> dict[str, str]:
-    """``base`` (the ``env`` fixture's) pointed at ``url`` instead of the test's valkey."""
-    return {**base, "RUNNER_REDIS_URL": url, **extra}
