@@ -210,9 +210,13 @@ def test_turn_survives_the_primary_killed_mid_turn(
     old.kill()
     wait_for(lambda: sentinels.current_primary() != old.port, 60, what="the failover")
     new = sentinels.replica.client()
+    # With no replica left, WAIT 1 holds the turn (an outage, not a loss) until the old
+    # primary is back and Sentinel has made it a replica of the new one.
+    old.start()
     wait_for(lambda: record(new, run_id).get("status") == "succeeded", 120, what="the run")
 
     assert follower.wait(60) == 0, follower.output()
+    assert record(new, run_id)["epoch"] == "1"  # one attempt, carried across the failover
     store = RunStore(new, Keys())
     assert_each_step_once(store, run_id, n)
     # The follower reattached by itself: every event once, none missed.
