@@ -1,8 +1,9 @@
 """One turn process of the fleet figure: commit steps to its run as fast as it can.
 
-``python -m runner.bench.committer RUN_ID EPOCH START SECONDS``: waits until the wall
-clock reaches START (so the fleet starts together), commits realistic steps through the
-real store path for SECONDS, then prints ``{"commits": N, "seconds": S}``.
+``python -m runner.bench.committer RUN_ID EPOCH SECONDS``: connects, prints ``ready``,
+waits for a line on stdin (so the whole fleet starts together, whatever its start-up
+took), commits realistic steps through the real store path for SECONDS, then prints
+``{"commits": N, "seconds": S}``.
 """
 
 from __future__ import annotations
@@ -19,18 +20,20 @@ from runner.store import RunStore
 
 
 def main(argv: list[str]) -> int:
-    run_id, epoch, start, seconds = argv[0], int(argv[1]), float(argv[2]), float(argv[3])
+    run_id, epoch, seconds = argv[0], int(argv[1]), float(argv[2])
     settings = Settings()
     store = RunStore(connect(settings), Keys(settings.prefix), settings.retention_seconds)
     seen, commits = 3, 0  # queued, the user's message, running
-    time.sleep(max(0.0, start - time.time()))
+    store.redis.ping()
+    print("ready", flush=True)
+    sys.stdin.readline()
     t0 = time.perf_counter()
     while (took := time.perf_counter() - t0) < seconds:
         events = step_events(commits)
         store.commit(run_id, epoch, events, seen, steps=1)
         seen += len(events)
         commits += 1
-    print(json.dumps({"commits": commits, "seconds": took}))
+    print(json.dumps({"commits": commits, "seconds": took}), flush=True)
     return 0
 
 

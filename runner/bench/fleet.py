@@ -22,6 +22,7 @@ from rq import Queue
 from runner import replication
 from runner.bench.commits import Transcript, step_events
 from runner.bench.context import Bench
+from runner.bench.procs import LineReader
 from runner.bench.stats import Figure, Spread
 from runner.errors import BenchError
 from runner.events import Event, MessageEvent, Status, StatusEvent, encode
@@ -46,29 +47,18 @@ def fleet(b: Bench) -> list[Figure]:
 def _fleet(b: Bench) -> Figure:
     seconds = b.plan.fleet_seconds
     runs = [b.running_run() for _ in range(FLEET)]
-    start = time.time() + 3.0 + 0.5 * FLEET  # every interpreter up before the start
-    procs = [
-        b.spawn(
-            [
-                sys.executable,
-                "-m",
-                "runner.bench.committer",
-                rid,
-                str(ep),
-                str(start),
-                str(seconds),
-            ],
-            f"committer-{i}.log",
-            stdout=subprocess.PIPE,
-        )
-        for i, (rid, ep) in enumerate(runs)
-    ]
+    procs = [_committer(b, rid, ep, seconds, i) for i, (rid, ep) in enumerate(runs)]
+    readers = [LineReader(p.stdout) for p in procs if p.stdout is not None]
+    for i, reader in enumerate(readers):
+        if _line(b, reader, i, 120) != b"ready":
+            raise BenchError(f"committer {i} did not start: {b.log_tail(f'committer-{i}.log')}")
+    for proc in procs:  # all connected: start them together
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        proc.stdin.close()
     rates = []
-    for i, proc in enumerate(procs):
-        out, _ = proc.communicate(timeout=120 + seconds)
-        if proc.returncode != 0:
-            raise BenchError(f"committer {i} failed: {b.log_tail(f'committer-{i}.log')}")
-        done = json.loads(out)
+    for i, reader in enumerate(readers):
+        done = json.loads(_line(b, reader, i, 120 + seconds))
         rates.append(done["commits"] / done["seconds"])
     for rid, ep in runs:
         b.store.finish(rid, ep, Status.SUCCEEDED, "bench", "done")
@@ -84,20 +74,42 @@ def _fleet(b: Bench) -> Figure:
     )
 
 
+def _line(b: Bench, reader: LineReader, i: int, timeout: float) -> bytes:
+    try:
+        return reader.next(timeout)[1].strip()
+    except BenchError as exc:
+        raise BenchError(f"committer {i}: {exc}: {b.log_tail(f'committer-{i}.log')}") from exc
+
+
+def _committer(
+    b: Bench, run_id: str, epoch: int, seconds: float, i: int
+) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "runner.bench.committer", run_id, str(epoch), str(seconds)]
+    with open(b.tmp / f"committer-{i}.log", "ab") as log:
+        proc = subprocess.Popen(
+            args, env=b.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+            start_new_session=True,
+        )  # fmt: skip
+    b.procs.append(proc)  # killed by b.close() if the bench stops early
+    return proc
+
+
 def _ceiling(b: Bench, seconds: float) -> float:
     """Commits/s of the commit script, PIPELINE at a time, from one loop."""
     run_id, epoch = b.running_run()
     script = b.store._scripts["commit"]
     keys = b.store._keys(run_id)
+    # The same two steps over and over, encoded once: the loop spends its time waiting for
+    # the server, not in Python.
+    steps = [[part for e in step_events(i) for part in encode(e)] for i in (0, 1)]
     seen, n = 3, 0
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         pipe = b.redis.pipeline(transaction=False)
         for _ in range(PIPELINE):
-            events = step_events(n)
-            flat = [part for e in events for part in encode(e)]
+            flat = steps[n % 2]
             pipe.evalsha(script.sha, len(keys), *keys, run_id, epoch, 1, seen, *flat)
-            seen += len(events)
+            seen += len(flat) // 2
             n += 1
         pipe.execute()
     rate = n / (time.perf_counter() - t0)
