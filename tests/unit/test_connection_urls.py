@@ -80,3 +80,10 @@ def test_too_few_replicas_is_an_outage() -> None:
     exc = TooFewReplicas("NOREPLICAS commit reached 0 of 1 replicas within 1000 ms")
     assert outage.is_outage(exc)
     assert outage.describe(exc) == "server has too few replicas"
+
+
+def test_sentinel_password_is_a_secret_to_redact() -> None:
+    from runner.redact import _url_password
+
+    found = _url_password("redis+sentinel://:pw-primary@h1:26379/m?sentinel_password=pw-sent")
+    assert {"pw-primary", "pw-sent"} <= set(found)
