@@ -133,7 +133,7 @@ def check_answers(url: str) -> None:
             f"cannot reach Redis at {safe_url(url)}: no answer within {PROBE_SECONDS:g} s"
         ) from exc
     except redis.ConnectionError as exc:
-        raise ServerUnavailable(f"cannot reach Redis at {safe_url(url)}: {exc}") from exc
+        raise ServerUnavailable(f"cannot reach Redis at {safe_url(url)}: {short(exc)}") from exc
     except redis.RedisError as exc:  # e.g. AUTH refused
         raise ServerUnavailable(f"Redis at {safe_url(url)} refused us: {exc}") from exc
     finally:
@@ -145,7 +145,7 @@ def translate(exc: BaseException) -> RunnerError:
     if isinstance(exc, RunnerError):
         return exc
     if isinstance(exc, RETRYABLE):
-        return ServerUnavailable(f"lost the Redis connection: {exc}")
+        return ServerUnavailable(f"lost the Redis connection: {short(exc)}")
     if isinstance(exc, RQ_ERRORS):
         return RunnerError(f"RQ error: {type(exc).__name__}: {exc}")
     return RunnerError(f"Redis error: {exc}")
@@ -158,6 +158,11 @@ def server_errors() -> Iterator[None]:
         yield
     except (redis.RedisError, *RQ_ERRORS) as exc:
         raise translate(exc) from exc
+
+
+def short(exc: BaseException) -> str:
+    """The error's message without the client reprs redis-py's Sentinel errors append."""
+    return str(exc).split(" : <", 1)[0]
 
 
 def safe_url(url: str) -> str:

@@ -87,3 +87,14 @@ def test_sentinel_password_is_a_secret_to_redact() -> None:
 
     found = _url_password("redis+sentinel://:pw-primary@h1:26379/m?sentinel_password=pw-sent")
     assert {"pw-primary", "pw-sent"} <= set(found)
+
+
+def test_an_unreachable_sentinel_is_one_short_line() -> None:
+    from runner.connection import check_answers
+    from runner.errors import ServerUnavailable
+
+    with pytest.raises(ServerUnavailable) as caught:
+        check_answers("redis+sentinel://127.0.0.1:1/main")
+    assert str(caught.value) == (
+        "cannot reach Redis at redis+sentinel://127.0.0.1:1/main: No master found for 'main'"
+    )
