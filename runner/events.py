@@ -108,6 +108,8 @@ class WorkspaceEvent(_Event):
     bytes: int = 0
     note: str | None = None
     skipped: list[str] | None = None
+
+
 class DeltaEvent(_Event):
     """What is in flight between commits: streamed text or tool-call arguments, a note.
 

@@ -31,7 +31,8 @@ from runner.errors import BadInput
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 QUEUE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 PREFIX_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
-URL_SCHEMES = ("redis", "rediss", "unix")
+URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
 
 
 def _default_data_dir() -> Path:
@@ -109,6 +110,21 @@ class Settings(BaseSettings):
     max_tool_calls: int = Field(default=0, ge=0)
     prices: Path | None = Field(default=None, description="JSON or TOML: model -> USD per 1M")
     approve_tools: Annotated[tuple[str, ...], NoDecode] = Field(default=())
+    # Connections (issue 17): TLS files for rediss:// (the URL's ssl_* parameters win),
+    # Sentinel as settings instead of a redis+sentinel:// URL, and how many replicas
+    # must hold each commit before the turn acts on it (0: no WAIT).
+    redis_ca: Path | None = Field(default=None, description="CA file for rediss://")
+    redis_cert: Path | None = Field(default=None, description="client certificate (rediss://)")
+    redis_key: Path | None = Field(default=None, description="client key (rediss://)")
+    sentinels: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="comma-separated host:port of the sentinels"
+    )
+    sentinel_master: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    commit_replicas: int = Field(default=0, ge=0, le=16)
+    commit_replicas_timeout_ms: int = Field(default=1000, ge=10, le=60_000)
+    commit_aof: bool = Field(
+        default=False, description="WAITAOF (Redis/Valkey 7.2+) instead of WAIT after a commit"
+    )
 
     @field_validator("tool_env", mode="before")
     @classmethod
@@ -146,6 +162,18 @@ class Settings(BaseSettings):
             prices.load(value)  # a bad file stops every command here, in one line
         return value
 
+    @field_validator("sentinels", mode="before")
+    @classmethod
+    def _sentinels(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(h.strip() for h in value.split(",") if h.strip())
+        if isinstance(value, list | tuple):
+            from runner.sentinel import check_host_port
+
+            for item in value:
+                check_host_port(str(item))
+        return value
+
     @field_validator("workspace_ignore", mode="before")
     @classmethod
     def _patterns(cls, value: object) -> object:
@@ -170,6 +198,11 @@ class Settings(BaseSettings):
 
 def check_redis_url(url: str) -> None:
     """ValueError (never echoing the URL: it may hold a password) if it is not one."""
+    from runner import sentinel
+
+    if sentinel.is_sentinel(url):
+        sentinel.parse(url)
+        return
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
@@ -177,7 +210,10 @@ def check_redis_url(url: str) -> None:
         raise ValueError(f"not a Redis URL ({exc})") from None
     if parts.scheme not in URL_SCHEMES:
         raise ValueError("not a Redis URL: it must start with redis://, rediss:// or unix://")
-    dbs = parse_qs(parts.query).get("db", [])
+    query = parse_qs(parts.query)
+    if parts.scheme != "rediss" and any(name in query for name in TLS_OPTIONS):
+        raise ValueError("ssl_* parameters need a rediss:// URL")
+    dbs = query.get("db", [])
     if parts.scheme != "unix" and parts.path.strip("/"):
         dbs.append(parts.path.strip("/"))
     for db in dbs:

@@ -202,12 +202,7 @@ class RunStore:
         before the events that name them. Raises StaleEpoch if the attempt no longer owns
         the run. Safe to retry: a commit whose reply was lost is not applied twice.
         """
-        flat: list[str | bytes] = [str(len(blobs or ()))]
-        for digest, data in (blobs or {}).items():
-            flat += (digest, data)
-        for event in events:
-            flat.extend(encode(event))
-        last, inbox = self._call("commit", run_id, epoch, steps, seen, *flat)
+        last, inbox = self._call("commit", run_id, *commit_args(epoch, events, seen, steps, blobs))
         return Commit(str(last), int(inbox))
 
     def heartbeat(self, run_id: str, epoch: int, lease_seconds: float) -> Beat:
@@ -369,6 +364,22 @@ class RunStore:
 
     def _members(self, key: str) -> list[str]:
         return sorted(i for i in self.redis.smembers(key) if _well_formed(i, key))
+
+
+def commit_args(
+    epoch: int,
+    events: Sequence[Event],
+    seen: int,
+    steps: int,
+    blobs: Mapping[str, bytes] | None = None,
+) -> list[Any]:
+    """``commit.lua``'s ARGV after the run id (``replication`` sends the same)."""
+    flat: list[Any] = [epoch, steps, seen, len(blobs or ())]
+    for digest, data in (blobs or {}).items():
+        flat += (digest, data)
+    for event in events:
+        flat.extend(encode(event))
+    return flat
 
 
 def cut(text: str) -> str:

@@ -38,9 +38,7 @@ class Transcript:
     last_id: str = "-"
 
     @classmethod
-    def fold(
-        cls, events: Iterable[Event], history: Iterable[dict[str, Any]] = ()
-    ) -> Transcript:
+    def fold(cls, events: Iterable[Event], history: Iterable[dict[str, Any]] = ()) -> Transcript:
         """The transcript of ``events`` from the start of a run's stream.
 
         ``history``: the messages the run continues (a session's earlier turns, a fork's

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import redis
 
-from runner import metrics, outage, sessions, tracing
+from runner import metrics, outage, replication, sessions, tracing
 from runner.deltas import DeltaWriter
 from runner.errors import BadInput, StaleEpoch, WorkspaceError
 from runner.events import (
@@ -106,6 +106,7 @@ class Turn:
         self.transcript = Transcript()
         self.gate = Gate(settings, max_steps)  # budgets and approvals (workers/gate.py)
         self.inbox = 0  # messages waiting in the inbox, as the last commit reported
+        self.replication = replication.for_settings(settings, store.redis)  # WAIT (issue 17)
         # Built once: it wraps every commit, the hot path of a turn.
         self._retry = outage.retrying(
             settings.reconnect_seconds,
@@ -341,7 +342,9 @@ class Turn:
         seen = self.transcript.seen
         started = time.monotonic()
         commit = self._retrying(
-            lambda: self.store.commit(self.run_id, self.epoch, events, seen, steps, blobs)
+            lambda: replication.commit(
+                self.store, self.replication, self.run_id, self.epoch, events, seen, steps, blobs
+            )
         )
         metrics.committed(steps, time.monotonic() - started)
         self.transcript.add(events, last_id=commit.last_id)

@@ -54,6 +54,12 @@ class Plan:
     rounds: int
     handoffs: int
     crashes: int
+    # issue 17's fleet section
+    fleet_seconds: float = 1.0
+    sweep_queued: int = 300
+    sweep_running: int = 30
+    sweep_rounds: int = 2
+    wait_samples: int = 30
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
@@ -86,6 +92,11 @@ class Plan:
             rounds=3,
             handoffs=5,
             crashes=3,
+            fleet_seconds=5.0,
+            sweep_queued=10_000,
+            sweep_running=1000,
+            sweep_rounds=5,
+            wait_samples=500,
         )
 
 
