@@ -79,6 +79,9 @@ class UsageEvent(_Event):
     input_tokens: int
     output_tokens: int
     cost: float | None = None
+    # Of input_tokens, what the provider's prompt cache served and stored (issue 12).
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
 
 
 class WorkspaceChange(BaseModel):

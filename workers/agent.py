@@ -242,6 +242,8 @@ class Turn:
                     input_tokens=reply.usage.input_tokens,
                     output_tokens=reply.usage.output_tokens,
                     cost=reply.usage.cost,
+                    cache_read_tokens=reply.usage.cache_read_tokens,
+                    cache_write_tokens=reply.usage.cache_write_tokens,
                 )
             )
         self._commit(events)
