@@ -161,7 +161,13 @@ def _message(stamp: Text, ev: MessageEvent) -> Text:
 
 def _usage_words(ev: UsageEvent) -> str:
     cost = f", ${ev.cost:.4f}" if ev.cost else ""
-    return f"{ev.input_tokens} in, {ev.output_tokens} out{cost}"
+    cache = [
+        f"{n} {what}"
+        for n, what in ((ev.cache_read_tokens, "from cache"), (ev.cache_write_tokens, "cached"))
+        if n
+    ]
+    cached = f" ({', '.join(cache)})" if cache else ""
+    return f"{ev.input_tokens} in{cached}, {ev.output_tokens} out{cost}"
 
 
 def _usage(stamp: Text, ev: UsageEvent) -> Text:
