@@ -366,7 +366,10 @@ def test_openai_error_echoing_the_key_is_redacted(monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.parametrize(
     ("sdk", "module", "spec"),
-    [("openai", "openai_chat", "openai:gpt-test"), ("anthropic", "anthropic", "anthropic:claude-x")],
+    [
+        ("openai", "openai_chat", "openai:gpt-test"),
+        ("anthropic", "anthropic", "anthropic:claude-x"),
+    ],
 )
 def test_a_missing_extra_fails_the_run_with_the_install_line(
     monkeypatch: pytest.MonkeyPatch, sdk: str, module: str, spec: str
