@@ -51,11 +51,11 @@ def test_usage_is_a_dim_suffix_of_its_step_and_controls_stay_escaped() -> None:
 
 def test_long_tool_output_is_folded_to_its_first_and_last_lines() -> None:
     output = "\n".join(f"line {i}" for i in range(100))
-    folded = render._trim(output)
+    folded = render.trim(output)
     assert folded.splitlines()[0] == "line 0" and folded.splitlines()[-1] == "line 99"
     assert f"… ({100 - render.TOOL_OUTPUT_HEAD - render.TOOL_OUTPUT_TAIL} more lines)" in folded
     assert "line 50" not in folded
-    assert render._trim("short\n") == "short"
+    assert render.trim("short\n") == "short"
 
 
 def test_live_view_grows_the_text_and_the_committed_message_replaces_it() -> None:
