@@ -4,10 +4,13 @@
 process that XRANGEs the same stream, decodes each event's JSON and prints a line per
 event: the floor is reading the data, and the goal is 2x it (issue 12). The three are
 run in turn, round after round, so the machine's load falls on all of them alike.
+Each is timed twice: wall clock, and the CPU the process used (user + system), which a
+loaded machine inflates far less.
 """
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
 import time
@@ -27,8 +30,14 @@ for eid, fields in r.xrange(sys.argv[2]):
 """
 
 
-def _whole_process(b: Bench, args: list[str]) -> float:
-    """Seconds from start to exit of ``args``, its stdout a pipe read to the end."""
+def _cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def _whole_process(b: Bench, args: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of ``args`` from start to exit, its stdout a pipe read to the end."""
+    cpu = _cpu()
     t0 = time.perf_counter()
     done = subprocess.run(
         args,
@@ -42,7 +51,7 @@ def _whole_process(b: Bench, args: list[str]) -> float:
     if done.returncode != 0 or not done.stdout:
         tail = done.stderr.decode(errors="replace")[-300:]
         raise BenchError(f"{' '.join(args[-3:])} exited {done.returncode}: {tail}")
-    return took
+    return took, _cpu() - cpu
 
 
 def reattach(b: Bench, tr: Transcript) -> list[Figure]:
@@ -54,10 +63,13 @@ def reattach(b: Bench, tr: Transcript) -> list[Figure]:
         "json": [*RUNNER, "follow", tr.run_id, "--json"],
     }
     samples: dict[str, list[float]] = {name: [] for name in commands}
+    cpu: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(b.plan.reattach_runs):
         for name, args in commands.items():
-            samples[name].append(_whole_process(b, args))
-    floor = Spread.of(samples["floor"])
+            wall, used = _whole_process(b, args)
+            samples[name].append(wall)
+            cpu[name].append(used)
+    floor, cpu_floor = Spread.of(samples["floor"]), Spread.of(cpu["floor"])
     what = (
         f"{tr.steps:,} steps ({tr.seen:,} events), each a whole process with stdout a pipe; "
         "floor: a bare process that XRANGEs the stream, json-decodes each event, prints a line"
@@ -76,4 +88,6 @@ def reattach(b: Bench, tr: Transcript) -> list[Figure]:
         Figure(
             "`runner follow --json`", "s", Spread.of(samples["json"]), bare, floor, goal="ratio ≤ 2"
         ),
+        Figure("`runner follow` piped, CPU", "s", Spread.of(cpu["human"]), bare, cpu_floor),
+        Figure("`runner follow --json`, CPU", "s", Spread.of(cpu["json"]), bare, cpu_floor),
     ]
