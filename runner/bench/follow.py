@@ -64,6 +64,7 @@ def _follow_samples(b: Bench) -> list[float]:
 
 def _floor_samples(b: Bench) -> list[float]:
     key = b.scratch_key("xread")
+    b.redis.delete(key)  # a section that measured before left its entries (and a stop) there
     proc = b.spawn(
         [sys.executable, "-c", FLOOR_READER, b.url, key], "xread.log", stdout=subprocess.PIPE
     )
