@@ -68,10 +68,12 @@ def test_follow_in_a_terminal_grows_the_text_then_commits_and_detaches(
         # Growing in place: while the answer is drawn, its newest word on screen goes up.
         def drawn() -> int | None:
             screen = _screen(socket)
-            return _newest_word(screen) + 1 if "assistant … " in screen else None
+            streaming = "assistant … " in screen and "shell: echo hi" not in screen
+            return _newest_word(screen) + 1 if streaming else None  # before the commit only
 
         first = wait_for(drawn, 60, 0.1, "the streamed text") - 1
-        wait_for(lambda: (drawn() or 0) > first + 10, 30, 0.1, "the text to grow")
+        # Past the first rows: a long line must wrap in the drawing, not be cropped to one row.
+        wait_for(lambda: (drawn() or 0) > max(first + 10, 40), 30, 0.1, "the text to grow")
         # The commit replaces the drawing: the message once, as a log line, no "…" left.
         wait_for(lambda: "shell: echo hi" in _screen(socket), 60, 0.1, "the committed step")
         screen = _screen(socket)
