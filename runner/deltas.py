@@ -59,9 +59,10 @@ class DeltaWriter:
     Providers call :meth:`text`, :meth:`args`, :meth:`note` and :meth:`reset` (the
     ``Sink`` of ``workers.providers``); the agent calls :meth:`begin` before each model
     call with the id of the last committed event, and :meth:`discard` once the answer is
-    committed. Chunks of the same kind are merged; a flush writes what is buffered at
-    most ``flush_seconds`` after its first chunk (sooner past ``FLUSH_BYTES``), as one
-    pipeline. Write errors are logged and dropped: a delta is never worth a retry.
+    committed. Chunks of the same kind are merged; a flush writes what is buffered as one
+    pipeline, at most one per ``flush_seconds`` (sooner past ``FLUSH_BYTES``): the first
+    chunk after a quiet spell is written at once, the rest of a fast stream is merged.
+    Write errors are logged and dropped: a delta is never worth a retry.
     """
 
     def __init__(
@@ -87,6 +88,7 @@ class DeltaWriter:
         self._pending: list[_Chunk] = []
         self._size = 0
         self._first = 0.0
+        self._flushed = -1e9  # when the last batch was taken (monotonic)
         self._after = "-"
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -165,9 +167,13 @@ class DeltaWriter:
         """Wait (holding the lock) until a batch is due; None once closed."""
         while not self._closed:
             if self._pending:
-                due = self._first + self.flush_seconds - time.monotonic()
+                # The first chunk after a quiet spell goes at once; what follows within
+                # ``flush_seconds`` of a write waits for the next one, merged.
+                now = time.monotonic()
+                due = max(self._first, self._flushed + self.flush_seconds) - now
                 if due <= 0 or self._size >= FLUSH_BYTES:
                     batch, self._pending, self._size = self._pending, [], 0
+                    self._flushed = now
                     return batch
                 self._cond.wait(due)
             else:

@@ -80,6 +80,9 @@ class UsageEvent(_Event):
     output_tokens: int
     cost: float | None = None
     estimated: bool | None = None  # the provider reported none: counted by the shared estimate
+    # Of input_tokens, what the provider's prompt cache served and stored (issue 12).
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
 
 
 class WorkspaceChange(BaseModel):

@@ -61,6 +61,14 @@ PROVIDERS: dict[str, Provider] = {
                 "OPENAI_PROJECT_ID",
             ),
         ),
+        Provider(
+            "anthropic",
+            takes_model=True,
+            extra="anthropic",
+            sdk="anthropic",
+            key_vars=("RUNNER_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"),
+            other_vars=("RUNNER_ANTHROPIC_BASE_URL", "ANTHROPIC_BASE_URL"),
+        ),
     )
 }
 KNOWN_SPECS = tuple(p.spec for p in PROVIDERS.values())

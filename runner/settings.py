@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     # Providers. Unset, the SDK's own variables (OPENAI_API_KEY, OPENAI_BASE_URL) apply.
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
+    # Unset, the SDK's own ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL apply.
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    anthropic_max_tokens: int = Field(default=8192, ge=1)
     # Live output (issue 12): how often a worker writes buffered deltas, how many entries
     # a run's delta stream keeps, and how long it outlives its last write.
     delta_flush_ms: int = Field(default=80, ge=5, le=5000)

@@ -282,6 +282,8 @@ class Turn:
                 output_tokens=usage.output_tokens,
                 cost=usage.cost,
                 estimated=estimated or None,
+                cache_read_tokens=usage.cache_read_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
             )
         )
         self._commit(events)
@@ -314,7 +316,8 @@ class Turn:
                 cfg.workspace_max_bytes,
                 cfg.workspace_ignore,
             )
-            done = self._retrying(self.checkpoint.restore)
+            restore = self.checkpoint.restore
+            done = self._retrying(lambda: restore(self._restoring))
         except (OSError, WorkspaceError, BadInput) as exc:
             # BadInput: a store URL this worker cannot open (fsspec or its backend missing).
             line = f"workspace not restored: {exc}"
@@ -326,6 +329,11 @@ class Turn:
             log.info("workspace restored", extra={**self.fields, "files": done.files})
         status = StatusEvent(status=Status.RUNNING, worker=self.worker or None, reason=line)
         self._commit([status])
+
+    def _restoring(self, entries: int) -> None:
+        """Followers see the restore under way: it may take a while for a big workspace."""
+        self.deltas.begin(self.transcript.last_id)
+        self.deltas.note(f"restoring workspace: {entries} files…")
 
     def _checkpoint(self) -> tuple[WorkspaceEvent | None, str]:
         """What the last tool changed (stored before the commit), and a note for the model."""

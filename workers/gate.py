@@ -11,6 +11,7 @@ Tools that need approval: ``RUNNER_APPROVE_TOOLS`` of this worker, the run's own
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -108,5 +109,5 @@ class Gate:
             estimated = True
         if usage.cost is None:
             cost = prices.cost(self.prices, self.model, usage.input_tokens, usage.output_tokens)
-            usage = Usage(usage.input_tokens, usage.output_tokens, cost)
+            usage = dataclasses.replace(usage, cost=cost)
         return usage, estimated

@@ -1,22 +1,17 @@
-"""Sections 3 and 4: how soon a follower prints a commit, and how fast it reattaches."""
+"""Section 3: how soon a follower prints a commit (section 4, reattach, is reattach.py)."""
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 
-from rich.console import Console
-
 from runner.bench.commits import Transcript
 from runner.bench.context import RUNNER, Bench
 from runner.bench.procs import LineReader, wait_proc
 from runner.bench.stats import Figure, Spread
-from runner.cli import render
-from runner.client import Client
 from runner.errors import BenchError
 from runner.events import MessageEvent
 
@@ -71,6 +66,7 @@ def _follow_samples(b: Bench) -> list[float]:
 
 def _floor_samples(b: Bench) -> list[float]:
     key = b.scratch_key("xread")
+    b.redis.delete(key)  # a section that measured before left its entries (and a stop) there
     proc = b.spawn(
         [sys.executable, "-c", FLOOR_READER, b.url, key], "xread.log", stdout=subprocess.PIPE
     )
@@ -94,50 +90,4 @@ def follow_latency(b: Bench) -> list[Figure]:
     return [
         Figure("follow p50", "s", ours, "XADD → XREAD p50", floor, stat="p50", note=note),
         Figure("follow p99", "s", ours, "XADD → XREAD p99", floor, stat="p99"),
-    ]
-
-
-def _timed(fn: Callable[[], object], n: int) -> list[float]:
-    samples = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return samples
-
-
-def _follow_process(b: Bench, run_id: str) -> None:
-    done = subprocess.run(
-        [*RUNNER, "follow", run_id],
-        env=b.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        timeout=300,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise BenchError(f"runner follow exited {done.returncode}: {done.stderr.decode()[-300:]}")
-
-
-def reattach(b: Bench, tr: Transcript) -> list[Figure]:
-    """Section 4: replay and render a long transcript, against a bare XRANGE of it."""
-    key = b.keys.events(tr.run_id)
-    client = Client(b.settings)
-    with open(os.devnull, "w") as null:
-        console = Console(file=null, highlight=False, soft_wrap=True)
-
-        def in_process() -> None:
-            for event in client.follow(tr.run_id):
-                render.event(console, event)
-
-        inproc = _timed(in_process, b.plan.reattach_runs)
-    replay = _timed(lambda: list(client.follow(tr.run_id)), b.plan.reattach_runs)
-    floor = Spread.of(_timed(lambda: b.redis.xrange(key), b.plan.xrange_runs))
-    process = _timed(lambda: _follow_process(b, tr.run_id), b.plan.reattach_runs)
-    what = f"{tr.steps:,} steps, {tr.seen:,} events, rendered to /dev/null"
-    return [
-        Figure("`runner follow` process", "s", Spread.of(process), "XRANGE", floor, note=what),
-        Figure("in-process follow + render", "s", Spread.of(inproc), "XRANGE", floor),
-        Figure("in-process follow, no render", "s", Spread.of(replay), "XRANGE", floor),
     ]

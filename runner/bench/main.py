@@ -10,8 +10,10 @@ from importlib.util import find_spec
 from runner.bench.commits import Transcript, commit_cost, growth
 from runner.bench.context import Bench, Plan
 from runner.bench.fleet import fleet
-from runner.bench.follow import follow_latency, reattach
+from runner.bench.follow import follow_latency
+from runner.bench.live import live_output
 from runner.bench.memory import stream_memory, worker_rss
+from runner.bench.reattach import reattach
 from runner.bench.recovery import recovery
 from runner.bench.report import Report, describe
 from runner.bench.sse import sse_latency
@@ -62,12 +64,13 @@ def _sections(b: Bench) -> dict[str, list[Figure]]:
         ("commit", "commit cost vs PING", lambda: commit_cost(b)),
         ("growth", "commit cost as the transcript grows", grow),
         ("follow", "follow latency vs XADD → XREAD", lambda: follow_latency(b)),
-        ("reattach", "reattach: replay the long transcript", lambda: reattach(b, grown[0])),
+        ("reattach", "reattach: follow a long finished run", lambda: reattach(b, grown[0])),
         ("throughput", "turn throughput vs no-op jobs", lambda: throughput(b)),
         ("recovery", "recovery: handoff and crash", lambda: recovery(b)),
         ("memory", "memory", lambda: [stream_memory(grown[0]), *worker_rss(b)]),
         ("workspace", "workspace checkpoints and restore", lambda: workspace_costs(b)),
         ("fleet", "fleet: 8 turn processes, the sweeper, WAIT", lambda: fleet(b)),
+        ("live", "live output: delta latency and writes", lambda: live_output(b)),
     ]
     if find_spec("sse_starlette") is not None:  # issue 15: needs the serve extra
         steps.append(("sse", "SSE latency and 100 followers", lambda: sse_latency(b)))

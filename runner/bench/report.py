@@ -26,6 +26,7 @@ TITLES = {
     "throughput": "5 throughput",
     "recovery": "6 recovery",
     "memory": "7 memory",
+    "live": "live output",
 }
 
 
@@ -98,6 +99,8 @@ def _scale(value: float, unit: str) -> tuple[float, str]:
         if value >= 1 << 20:
             return 1 / (1 << 20), "MiB"
         return (1 / 1024, "KiB") if value >= 10 * 1024 else (1.0, "B")
+    if unit != "1/s":
+        return 1.0, unit
     return 1.0, "/s"
 
 

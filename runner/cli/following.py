@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import signal
+import sys
 
 import click
 from rich.console import Console
 
-from runner.cli import render
+from runner.cli import plain, render
 from runner.cli.live import LiveView
 from runner.client import Client
 from runner.events import DeltaEvent, Status, StatusEvent, to_json
@@ -38,6 +39,8 @@ def follow_run(
     last: Status | None = None
     live = out.is_terminal and not as_json
     view = LiveView(out) if live else None
+    # Piped with no colour forced, rich draws plain text: write it without rich's cost.
+    plain_pipe = not live and not as_json and out.file is sys.stdout and out.color_system is None
     on_retry = lambda exc: _reconnecting(err, exc)  # noqa: E731
     # Deltas go to --json on every output and to a terminal; a piped human view stays a
     # log of committed events.
@@ -53,7 +56,11 @@ def follow_run(
             elif view is not None:
                 view.show(batch)
             else:
-                render.events(out, [ev for ev in batch if not isinstance(ev, DeltaEvent)])
+                shown = [ev for ev in batch if not isinstance(ev, DeltaEvent)]
+                if plain_pipe:
+                    plain.events(sys.stdout, shown)
+                else:
+                    render.events(out, shown)
             statuses = [ev.status for ev in batch if isinstance(ev, StatusEvent)]
             last = statuses[-1] if statuses else last
             if statuses and last is Status.QUEUED and not as_json:

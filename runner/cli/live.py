@@ -92,7 +92,9 @@ class LiveView:
         """What is in flight, as drawn: the answer's last lines, call arguments, a note."""
         parts: list[Text] = []
         if self.text:
-            lines = render.visible(self.text).splitlines()[-LIVE_LINES:]
+            # The tail that fits in about LIVE_LINES rows: one long line wraps to many.
+            tail = render.visible(self.text)[-LIVE_LINES * max(self.console.width, 20) :]
+            lines = tail.splitlines()[-LIVE_LINES:]
             parts.append(Text.assemble(("assistant", "bold green"), " … ", "\n".join(lines)))
         for name, args in self.args.values():
             cut = render.visible(args)[-ARGS_CHARS:]
@@ -101,4 +103,7 @@ class LiveView:
             )
         if self.note:
             parts.append(Text(render.visible(self.note), "dim italic"))
-        return Text("\n").join(parts)
+        shown = Text("\n").join(parts)
+        # Wrapped, even on the CLI's soft-wrapping console: a Live crops what it does not wrap.
+        shown.no_wrap, shown.overflow = False, "fold"
+        return shown

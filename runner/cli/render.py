@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console
 from rich.measure import Measurement
@@ -59,7 +59,7 @@ def visible(text: str) -> str:
     return _UNSAFE.sub(_escape, text)
 
 
-def _trim(text: str) -> str:
+def trim(text: str) -> str:
     """Tool output folded: its first and last lines with a count of those between."""
     lines = text.rstrip("\n").splitlines()
     if len(lines) > TOOL_OUTPUT_LINES:
@@ -97,8 +97,13 @@ def call_summary(name: str, args: dict[str, Any]) -> str:
     return _short(f"{name}({shown})")
 
 
-def _time(ts: str) -> str:
+def stamp_time(ts: str) -> str:
     return ts[11:19] if len(ts) >= 19 else ts
+
+
+def plain_console(file: IO[str]) -> Console:
+    """A console that writes plain text to ``file``, as the CLI's stdout does to a pipe."""
+    return Console(file=file, highlight=False, soft_wrap=True, color_system=None)
 
 
 def event(console: Console, ev: Event) -> None:
@@ -114,8 +119,8 @@ def events(console: Console, batch: Sequence[Event]) -> None:
     texts: list[Text] = []
     previous: Event | None = None
     for ev in batch:
-        if isinstance(ev, UsageEvent) and _answer(previous):
-            texts[-1].append(f"  ({_usage_words(ev)})", "dim")
+        if isinstance(ev, UsageEvent) and is_answer(previous):
+            texts[-1].append(f"  ({usage_words(ev)})", "dim")
         else:
             texts.append(event_text(ev))
         previous = ev
@@ -123,13 +128,13 @@ def events(console: Console, batch: Sequence[Event]) -> None:
         console.print(Text("\n").join(texts))
 
 
-def _answer(ev: Event | None) -> bool:
+def is_answer(ev: Event | None) -> bool:
     return isinstance(ev, MessageEvent) and ev.role == "assistant"
 
 
 def event_text(ev: Event) -> Text:
     """One event as styled text (built directly, no markup to parse)."""
-    stamp = Text.assemble((_time(ev.ts), "dim"), " ")
+    stamp = Text.assemble((stamp_time(ev.ts), "dim"), " ")
     return RENDERERS.get(ev.type, _unknown)(stamp, ev)
 
 
@@ -147,7 +152,7 @@ def _message(stamp: Text, ev: MessageEvent) -> Text:
         text = stamp
         text.append(f"tool {visible(ev.name or '')}", "magenta")
         text.append(" →\n")
-        text.append(_trim(visible(ev.content)), "dim")
+        text.append(trim(visible(ev.content)), "dim")
         return text
     color = ROLE_STYLE[ev.role]
     lines = []
@@ -159,13 +164,19 @@ def _message(stamp: Text, ev: MessageEvent) -> Text:
     return Text("\n").join(stamp + line for line in lines)
 
 
-def _usage_words(ev: UsageEvent) -> str:
+def usage_words(ev: UsageEvent) -> str:
     cost = f", ${ev.cost:.4f}" if ev.cost else ""
-    return f"{ev.input_tokens} in, {ev.output_tokens} out{cost}"
+    cache = [
+        f"{n} {what}"
+        for n, what in ((ev.cache_read_tokens, "from cache"), (ev.cache_write_tokens, "cached"))
+        if n
+    ]
+    cached = f" ({', '.join(cache)})" if cache else ""
+    return f"{ev.input_tokens} in{cached}, {ev.output_tokens} out{cost}"
 
 
 def _usage(stamp: Text, ev: UsageEvent) -> Text:
-    return stamp + Text(f"usage: {_usage_words(ev)}", "dim")
+    return stamp + Text(f"usage: {usage_words(ev)}", "dim")
 
 
 def _workspace(stamp: Text, ev: WorkspaceEvent) -> Text:

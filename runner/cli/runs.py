@@ -62,7 +62,7 @@ def upload_progress() -> Callable[[int, int], None]:
 @cli.command()
 @click.argument("prompt", required=False)
 @click.option("-f", "--file", "file", metavar="FILE", help="Read the prompt from FILE (- = stdin).")
-@click.option("--model", help="Model spec: scripted, or openai:MODEL. [RUNNER_MODEL]")
+@click.option("--model", help="Model: scripted, openai:MODEL or anthropic:MODEL. [RUNNER_MODEL]")
 @click.option(
     "--script",
     "script_path",

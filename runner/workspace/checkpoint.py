@@ -10,6 +10,7 @@ commit landed.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,8 +73,11 @@ class Checkpoint:
         # is not committed (or failed midway): then the next step compares everything.
         self.synced = True
 
-    def restore(self) -> Restored | None:
-        """Make the directory match the manifest; None if it already did."""
+    def restore(self, starting: Callable[[int], None] | None = None) -> Restored | None:
+        """Make the directory match the manifest; None if it already did.
+
+        ``starting`` is told how many entries are to be written, before any is.
+        """
         started = time.monotonic()
         self.root.mkdir(parents=True, exist_ok=True)
         local = self.scanner.scan()
@@ -81,6 +85,8 @@ class Checkpoint:
         extra = [p for p in local.entries if p not in self.manifest]
         if not differ and not extra:
             return None
+        if starting is not None:
+            starting(len(differ))
         written = materialize(self.root, differ, self.blobs)
         removed = prune(self.root, self.manifest, extra)
         self.scanner.remember(differ, written.facts)  # what was written needs no read

@@ -25,6 +25,7 @@ SECTIONS = (
     "memory",
     "workspace",
     "fleet",
+    "live",
     "sse",
 )
 

@@ -175,3 +175,15 @@ def test_an_outage_back_off_is_told_to_the_hook() -> None:
     policy = outage.retrying(5, logging.getLogger("t"), {}, max_wait=0.01, on_wait=notes.append)
     assert policy(write) == "ok"
     assert len(notes) == 1 and notes[0].startswith("server unreachable; retrying in ")
+
+
+def test_the_first_chunk_after_a_quiet_spell_goes_at_once_and_the_rest_waits() -> None:
+    writer, r, key = _writer(flush=5.0)  # a window far longer than the bound below
+    writer.begin("5-0")
+    start = time.monotonic()
+    writer.text("first")
+    wait_until(lambda: r.xlen(key), 2, 0.005, "the first chunk", AssertionError)
+    assert time.monotonic() - start < 2  # not held for the 5 s window
+    writer.text(" second")  # inside the window: merged into the next write
+    assert r.xlen(key) == 1 and writer.writes == 1
+    writer.close()

@@ -364,15 +364,22 @@ def test_openai_error_echoing_the_key_is_redacted(monkeypatch: pytest.MonkeyPatc
     assert "[redacted]" in message
 
 
+@pytest.mark.parametrize(
+    ("sdk", "module", "spec"),
+    [
+        ("openai", "openai_chat", "openai:gpt-test"),
+        ("anthropic", "anthropic", "anthropic:claude-x"),
+    ],
+)
 def test_a_missing_extra_fails_the_run_with_the_install_line(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, sdk: str, module: str, spec: str
 ) -> None:
     # As on a worker installed without the extra: the SDK cannot be imported.
-    monkeypatch.setitem(sys.modules, "openai", None)
-    monkeypatch.delitem(sys.modules, "workers.providers.openai_chat", raising=False)
+    monkeypatch.setitem(sys.modules, sdk, None)
+    monkeypatch.delitem(sys.modules, f"workers.providers.{module}", raising=False)
     with pytest.raises(BadInput) as info:
-        load_model("openai:gpt-test", None, Settings())
-    assert str(info.value).endswith("; pip install 'runner[openai]'")
+        load_model(spec, None, Settings())
+    assert str(info.value).endswith(f"; pip install 'runner[{sdk}]'")
     # The other providers still load on that worker.
     assert isinstance(load_model("scripted", script({}), Settings()), ScriptedModel)
 
@@ -398,10 +405,35 @@ def test_openai_settings_come_before_the_sdk_variables(monkeypatch: pytest.Monke
     )
 
 
+def test_anthropic_settings_come_before_the_sdk_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from workers.providers.anthropic import AnthropicModel
+
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://sdk.invalid")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-the-sdk-variable")
+    from_sdk = load_model("anthropic:claude-x", None, Settings())
+    assert isinstance(from_sdk, AnthropicModel)
+    client = from_sdk._get_client()
+    assert (str(client.base_url), client.api_key) == (
+        "http://sdk.invalid",
+        "sk-ant-from-the-sdk-variable",
+    )
+    monkeypatch.setenv("RUNNER_ANTHROPIC_BASE_URL", "http://runner.invalid")
+    monkeypatch.setenv("RUNNER_ANTHROPIC_API_KEY", "sk-ant-from-runner-settings")
+    ours = load_model("anthropic:claude-x", None, Settings())
+    assert isinstance(ours, AnthropicModel)
+    client = ours._get_client()
+    assert (str(client.base_url), client.api_key) == (
+        "http://runner.invalid",
+        "sk-ant-from-runner-settings",
+    )
+
+
 def test_every_known_provider_has_an_implementation() -> None:
     from runner.providers import KNOWN_SPECS, PROVIDERS
     from workers.providers.registry import FACTORIES
 
     assert set(FACTORIES) == set(PROVIDERS)
-    assert KNOWN_SPECS == ("scripted", "openai:<model>")
+    assert KNOWN_SPECS == ("scripted", "openai:<model>", "anthropic:<model>")
     assert PROVIDERS["openai"].install == "pip install 'runner[openai]'"

@@ -51,11 +51,11 @@ def test_usage_is_a_dim_suffix_of_its_step_and_controls_stay_escaped() -> None:
 
 def test_long_tool_output_is_folded_to_its_first_and_last_lines() -> None:
     output = "\n".join(f"line {i}" for i in range(100))
-    folded = render._trim(output)
+    folded = render.trim(output)
     assert folded.splitlines()[0] == "line 0" and folded.splitlines()[-1] == "line 99"
     assert f"… ({100 - render.TOOL_OUTPUT_HEAD - render.TOOL_OUTPUT_TAIL} more lines)" in folded
     assert "line 50" not in folded
-    assert render._trim("short\n") == "short"
+    assert render.trim("short\n") == "short"
 
 
 def test_live_view_grows_the_text_and_the_committed_message_replaces_it() -> None:
@@ -91,3 +91,17 @@ def test_a_long_running_shell_tool_reports_its_last_output_line(tmp_path: Path) 
     assert "done" in result.content
     assert notes and notes[0].startswith("shell still running (")
     assert notes[0].endswith(": compiling")
+
+
+def test_a_long_streamed_line_wraps_and_shows_its_tail_on_a_soft_wrapping_console() -> None:
+    buf = io.StringIO()
+    # The CLI's stdout console soft-wraps; a Live there would crop a long line at one row.
+    console = Console(file=buf, width=40, force_terminal=True, no_color=True, soft_wrap=True)
+    view = LiveView(console)
+    words = " ".join(f"w{i}" for i in range(400))
+    view.show([DeltaEvent(text=words, after="5-0")])
+    drawn = console.render_lines(view.drawing(), console.options)
+    rows = ["".join(seg.text for seg in row).rstrip() for row in drawn]
+    assert len(rows) > 1 and rows[-1].endswith("w399")  # the newest words are on screen
+    assert "w0 " not in "".join(rows)  # the oldest scrolled out of the window
+    view.close()

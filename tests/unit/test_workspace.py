@@ -204,11 +204,14 @@ def test_restore_brings_a_fresh_host_to_the_manifest(tmp_path: Path, blobs: Blob
     other = tmp_path / "two"
     other.mkdir()
     (other / "stale.txt").write_text("from an attempt that never committed")
-    done = Checkpoint(other, blobs, first.manifest, MiB, ()).restore()
+    told: list[int] = []
+    done = Checkpoint(other, blobs, first.manifest, MiB, ()).restore(told.append)
     assert done is not None and (done.files, done.removed) == (2, 1)
+    assert told == [len(first.manifest)]  # followers are told before anything is written
     assert "workspace restored: 2 files" in done.line()
     assert Scanner(other, MiB).scan().entries == first.manifest
-    assert Checkpoint(other, blobs, first.manifest, MiB, ()).restore() is None
+    assert Checkpoint(other, blobs, first.manifest, MiB, ()).restore(told.append) is None
+    assert len(told) == 1  # nothing to restore, nothing said
 
 
 def test_over_the_cap_the_run_is_told_once(tmp_path: Path, blobs: Blobs) -> None:

@@ -36,11 +36,17 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class Usage:
-    """Tokens in and out of one model call, and its cost when known."""
+    """Tokens in and out of one model call, and its cost when known.
+
+    ``input_tokens`` counts every token the model was sent; of those, the provider's
+    prompt cache served ``cache_read_tokens`` and stored ``cache_write_tokens``.
+    """
 
     input_tokens: int
     output_tokens: int
     cost: float | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
 
 
 @dataclass(frozen=True)

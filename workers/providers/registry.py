@@ -32,7 +32,13 @@ def _openai(name: str, script: Script | None, settings: Settings) -> Model:
     return OpenAIModel.from_settings(name, settings)
 
 
-FACTORIES: dict[str, Factory] = {"scripted": _scripted, "openai": _openai}
+def _anthropic(name: str, script: Script | None, settings: Settings) -> Model:
+    from workers.providers.anthropic import AnthropicModel
+
+    return AnthropicModel.from_settings(name, settings)
+
+
+FACTORIES: dict[str, Factory] = {"scripted": _scripted, "openai": _openai, "anthropic": _anthropic}
 
 
 def load_model(spec: str, script: Script | None, settings: Settings) -> Model:
