@@ -22,7 +22,8 @@ from runner.events import (
     Status,
     StatusEvent,
 )
-from runner.keys import check_run_id, new_run_id
+from runner.fairness import priority_queue
+from runner.keys import check_run_id, check_tenant, new_run_id
 from runner.providers import check_model_spec
 from runner.reader import STREAM_ID, RunReader, _boundary
 from runner.settings import Settings, load_settings
@@ -59,6 +60,8 @@ class Submission:
     script: str = ""
     session: str = ""
     workspace: str = ""  # a directory uploaded as the run's starting workspace
+    key: str = ""  # the fairness key (tenant): RUNNER_KEY_CONCURRENCY turns at once (issue 17)
+    priority: str = "normal"  # high | normal | low: which of the queue's three it goes to
 
 
 def open_client(settings: Settings | None = None) -> Client:
@@ -124,8 +127,10 @@ class Client(RunReader):
             raise BadInput("--model scripted needs --script FILE")
         if sub.session:
             check_session(sub.session)
+        extra = {"key": check_tenant(sub.key)} if sub.key else {}
         return {
-            "queue": queue,
+            **extra,
+            "queue": priority_queue(queue, sub.priority),
             "model": model,
             "max_steps": str(max_steps),
             "session": sub.session,

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     delta_maxlen: int = Field(default=1000, ge=10)
     delta_ttl_seconds: int = Field(default=120, ge=1)
     tool_progress_seconds: float = Field(default=3.0, gt=0, allow_inf_nan=False)
+    # Deployment (issue 17): running turns per `submit --key` across the fleet (0: no
+    # limit), and the file a worker touches every loop for `runner worker --health`.
+    key_concurrency: int = Field(default=0, ge=0, le=100_000)
+    health_file: Path | None = None
 
     @field_validator("tool_env", mode="before")
     @classmethod

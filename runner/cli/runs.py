@@ -82,6 +82,19 @@ def upload_progress() -> Callable[[int, int], None]:
     default="",
     help="Start the run from a copy of DIR. [RUNNER_WORKSPACE_MAX_BYTES, RUNNER_WORKSPACE_IGNORE]",
 )
+@click.option(
+    "--key",
+    "tenant",
+    default="",
+    metavar="TENANT",
+    help="Fairness key: at most RUNNER_KEY_CONCURRENCY turns of one key run at once.",
+)
+@click.option(
+    "--priority",
+    type=click.Choice(["high", "normal", "low"]),
+    default="normal",
+    help="Workers take high before normal before low (queues Q:high, Q, Q:low).",
+)
 @click.option("--follow", is_flag=True, help="Follow the run after submitting it.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"id": ...} as JSON.')
 @guarded
@@ -94,6 +107,8 @@ def submit(
     queue: str | None,
     max_steps: int | None,
     workspace: str,
+    tenant: str,
+    priority: str,
     follow: bool,
     as_json: bool,
 ) -> None:
@@ -115,6 +130,8 @@ def submit(
             script=script,
             session=session,
             workspace=workspace,
+            key=tenant,
+            priority=priority,
         ),
         upload_progress() if workspace else None,
     )

@@ -1,0 +1,76 @@
+-- Fairness slots of one key (issue 17; runner/fairness.py). No prelude: these are not a
+-- run's keys. KEYS: slots (hash run -> "EPOCH EXPIRY_MS"), waiting (list of deferred
+-- run ids), tenants (set of keys with deferred runs).
+-- ARGV: op, tenant, limit, lease_ms, then per op: take run epoch front | beat run epoch |
+-- release run epoch | wake. EPOCH '*' is a slot reserved for a woken run's next attempt.
+-- Expiry is on the server's clock; an expired holder is dropped by whoever looks next,
+-- so a crashed worker's slot comes back when its lease would have expired.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local op, tenant, limit, lease = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local run, epoch = ARGV[5], ARGV[6]
+
+-- Drops expired holders; returns how many are left.
+local function purge()
+  local all = redis.call('HGETALL', KEYS[1])
+  local held = 0
+  for i = 1, #all, 2 do
+    local expiry = tonumber(string.match(all[i + 1], ' (%d+)$') or '0')
+    if expiry <= now then redis.call('HDEL', KEYS[1], all[i]) else held = held + 1 end
+  end
+  return held
+end
+
+local function hold(id, tag)
+  redis.call('HSET', KEYS[1], id, tag .. ' ' .. (now + lease))
+  redis.call('PEXPIRE', KEYS[1], lease * 4)
+end
+
+local function tag_of(id)
+  local value = redis.call('HGET', KEYS[1], id)
+  if not value then return nil end
+  return string.match(value, '^(%S+) ')
+end
+
+-- Pops as many deferred runs as there are free slots, each with a reserved slot.
+local function wake()
+  local free = limit - purge()
+  local woken = {}
+  while free > 0 do
+    local id = redis.call('LPOP', KEYS[2])
+    if not id then break end
+    hold(id, '*')
+    woken[#woken + 1] = id
+    free = free - 1
+  end
+  if redis.call('LLEN', KEYS[2]) == 0 then redis.call('SREM', KEYS[3], tenant) end
+  return woken
+end
+
+if op == 'take' then
+  local held = purge()
+  if redis.call('HEXISTS', KEYS[1], run) == 1 or held < limit then
+    hold(run, epoch)
+    return 1
+  end
+  if not redis.call('LPOS', KEYS[2], run) then
+    -- A turn that ran before (handed off, requeued) goes first when a slot frees.
+    if ARGV[7] == '1' then redis.call('LPUSH', KEYS[2], run) else redis.call('RPUSH', KEYS[2], run) end
+  end
+  redis.call('SADD', KEYS[3], tenant)
+  return 0
+elseif op == 'beat' then
+  local tag = tag_of(run)
+  if tag == epoch then hold(run, epoch) return 1 end
+  if tag ~= nil then return 0 end  -- another attempt holds it: fenced
+  -- Lost while the server was away (expired): take it again if there is room.
+  if purge() < limit then hold(run, epoch) return 1 end
+  return 0
+elseif op == 'release' then
+  local tag = tag_of(run)
+  if tag == epoch then redis.call('HDEL', KEYS[1], run) end
+  return wake()
+elseif op == 'wake' then
+  return wake()
+end
+return redis.error_reply('unknown op ' .. op)
