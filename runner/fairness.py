@@ -183,8 +183,10 @@ def sweep(store: RunStore, rq_conn: redis.Redis, settings: Settings) -> list[str
     return woken
 
 
-def deferred_ids(store: RunStore) -> set[str]:
-    """Ids of every deferred run (the sweeper does not take them for lost)."""
+def held_ids(store: RunStore) -> set[str]:
+    """Ids of the queued runs fairness accounts for: deferred, or holding a live slot
+    (woken, or dequeued and about to be claimed). The sweeper does not take them for
+    lost; one whose slot expired unused is lost, and pushed again."""
     k = store.keys
     tenants = [t for t in store.redis.smembers(k.tenants) if _well_formed(t)]
     if not tenants:
@@ -192,7 +194,19 @@ def deferred_ids(store: RunStore) -> set[str]:
     pipe = store.redis.pipeline(transaction=False)
     for tenant in tenants:
         pipe.lrange(k.tenant_waiting(tenant), 0, -1)
-    return {i for ids in pipe.execute() for i in ids}
+        pipe.hgetall(k.tenant_slots(tenant))
+    replies = pipe.execute()
+    seconds, micros = store.redis.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    held = {i for ids in replies[0::2] for i in ids}
+    for slots in replies[1::2]:
+        held |= {i for i, value in slots.items() if _expiry(value) > now_ms}
+    return held
+
+
+def _expiry(value: str) -> int:
+    _, _, expiry = value.partition(" ")
+    return int(expiry) if expiry.isdigit() else 0
 
 
 def _well_formed(tenant: str) -> bool:

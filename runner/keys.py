@@ -164,7 +164,7 @@ class Keys:
 
     @property
     def tenants(self) -> str:
-        """Set: keys that have deferred runs (the sweeper wakes them when a slot frees)."""
+        """Set: keys that hold slots or have deferred runs (what the sweeper looks at)."""
         return f"{self.prefix}:index:tenants"
 
     @property

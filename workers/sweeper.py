@@ -128,7 +128,7 @@ def _lost_queued(
     if not queued:
         return
     now_ms = _server_ms(store.redis)
-    deferred = fairness.deferred_ids(store)  # waiting for a slot of their key, not lost
+    held = fairness.held_ids(store)  # waiting for a slot of their key, or holding one
     # A run popped by a worker is "not in its queue" for the instant before the claim;
     # waiting one lease length before re-pushing keeps that instant out of it.
     grace_ms = settings.lease_seconds * 1000
@@ -139,7 +139,7 @@ def _lost_queued(
             continue
         if record.status is not Status.QUEUED or now_ms - record.updated_ms < grace_ms:
             continue
-        if record.id in deferred:
+        if record.id in held:
             continue
         if record.queue not in waiting:
             waiting[record.queue] = queueing.queued_ids(rq_conn, record.queue)

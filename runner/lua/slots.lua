@@ -1,6 +1,6 @@
 -- Fairness slots of one key (issue 17; runner/fairness.py). No prelude: these are not a
 -- run's keys. KEYS: slots (hash run -> "EPOCH EXPIRY_MS"), waiting (list of deferred
--- run ids), tenants (set of keys with deferred runs).
+-- run ids), tenants (set of keys that hold slots or have deferred runs).
 -- ARGV: op, tenant, limit, lease_ms, then per op: take run epoch front | beat run epoch |
 -- release run epoch | wake. EPOCH '*' is a slot reserved for a woken run's next attempt.
 -- Expiry is on the server's clock; an expired holder is dropped by whoever looks next,
@@ -43,11 +43,14 @@ local function wake()
     woken[#woken + 1] = id
     free = free - 1
   end
-  if redis.call('LLEN', KEYS[2]) == 0 then redis.call('SREM', KEYS[3], tenant) end
+  if redis.call('LLEN', KEYS[2]) == 0 and redis.call('HLEN', KEYS[1]) == 0 then
+    redis.call('SREM', KEYS[3], tenant)
+  end
   return woken
 end
 
 if op == 'take' then
+  redis.call('SADD', KEYS[3], tenant)
   local held = purge()
   if redis.call('HEXISTS', KEYS[1], run) == 1 or held < limit then
     hold(run, epoch)
@@ -57,7 +60,6 @@ if op == 'take' then
     -- A turn that ran before (handed off, requeued) goes first when a slot frees.
     if ARGV[7] == '1' then redis.call('LPUSH', KEYS[2], run) else redis.call('RPUSH', KEYS[2], run) end
   end
-  redis.call('SADD', KEYS[3], tenant)
   return 0
 elseif op == 'beat' then
   local tag = tag_of(run)

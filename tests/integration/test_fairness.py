@@ -121,15 +121,18 @@ def test_expired_slot_is_reclaimed_by_the_sweep(server: Server, store: RunStore)
     a, b = submit(client), submit(client)
     assert fairness.admit(store, a, cfg).run
     assert not fairness.admit(store, b, cfg).run
-    assert b in fairness.deferred_ids(store)
+    assert b in fairness.held_ids(store)
     rq_conn = server.client(decode=False)
     assert fairness.sweep(store, rq_conn, cfg) == []  # a's slot is live
     # a's holder stops beating (its worker was SIGKILLed): its expiry passes.
     store.redis.hset(store.keys.tenant_slots("acme"), a, "1 1")
     assert fairness.sweep(store, rq_conn, cfg) == [b]
     assert list(holders(store, "acme")) == [b]
+    assert b in fairness.held_ids(store)  # woken, its slot reserved
+    store.redis.hset(store.keys.tenant_slots("acme"), b, "* 1")
+    assert b not in fairness.held_ids(store)  # the reservation expired unused: lost
+    assert fairness.sweep(store, rq_conn, cfg) == []
     assert not store.redis.sismember(store.keys.tenants, "acme")
-    assert b not in fairness.deferred_ids(store)
 
 
 def test_a_cancelled_deferred_run_passes_its_slot_on(server: Server, store: RunStore) -> None:
