@@ -184,3 +184,28 @@ def test_slot_survives_a_handoff_and_comes_back_after_sigkill(
         assert w3.alive()
     assert sampler.max_slots["acme"] <= 1
     assert sampler.max_running["acme"] <= 1
+
+
+def test_workers_drain_high_then_normal_then_low(
+    cli: Cli, env: dict[str, str], store: RunStore, tmp_path: Path
+) -> None:
+    """Submitted low first and high last, on one burst worker the runs start high, normal,
+    low; each run's queue is the priority's (``default:high`` ...)."""
+    script = write_script(tmp_path / "s.json", step_script(0))
+    order = ("low", "normal", "high")
+    runs = {
+        p: cli.submit("--model", "scripted", "--script", str(script), "--priority", p, p)
+        for p in order
+    }
+    assert store.get(runs["high"]).queue == "default:high"
+    done = cli("worker", "--queue", "default", "--name", "solo", "--burst", timeout=120)
+    assert done.returncode == 0, done.stderr
+    started = {p: started_ms(store, i)[0] for p, i in runs.items()}
+    assert sorted(order, key=lambda p: started[p]) == ["high", "normal", "low"]
+    bad = cli("submit", "--model", "scripted", "--script", str(script), "--priority", "top", "x")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: "), bad.stderr
+    bad = cli("submit", "--model", "scripted", "--script", str(script), "--key", "a b", "x")
+    assert (
+        bad.returncode == 2
+        and bad.stderr == "error: not a key: 'a b' (expected 1-64 of A-Z a-z 0-9 _ . : -)\n"
+    )
