@@ -43,6 +43,7 @@ log = logging.getLogger("runner.fairness")
 Priority = Literal["high", "normal", "low"]
 PRIORITIES: tuple[Priority, ...] = ("high", "normal", "low")
 RESERVED = "*"  # the epoch tag of a slot reserved for a woken run
+SLOT_KEYS = ("slots", "waiting", "tenants")  # the KEYS of slots.lua, in this order
 MAX_WAKE_ROUNDS = 10  # wake passes when woken runs turn out to be cancelled meanwhile
 
 _SCRIPTS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -63,7 +64,9 @@ def listen_order(queues: Sequence[str]) -> list[str]:
 def _script(client: redis.Redis) -> Any:
     script = _SCRIPTS.get(client)
     if script is None:
-        source = (resources.files("runner") / "lua" / "slots.lua").read_text()
+        names = ", ".join(f"{n} = KEYS[{i}]" for i, n in enumerate(SLOT_KEYS, 1))
+        body = (resources.files("runner") / "lua" / "slots.lua").read_text()
+        source = f"local S = {{{names}}}\n{body}"
         script = _SCRIPTS[client] = client.register_script(source)
     return script
 

@@ -1,6 +1,7 @@
 -- Fairness slots of one key (issue 17; runner/fairness.py). No prelude: these are not a
--- run's keys. KEYS: slots (hash run -> "EPOCH EXPIRY_MS"), waiting (list of deferred
--- run ids), tenants (set of keys that hold slots or have deferred runs).
+-- run's keys. After the generated line naming them (fairness.SLOT_KEYS): S.slots (hash
+-- run -> "EPOCH EXPIRY_MS"), S.waiting (list of deferred run ids), S.tenants (set of
+-- keys that hold slots or have deferred runs).
 -- ARGV: op, tenant, limit, lease_ms, then per op: take run epoch front | beat run epoch |
 -- release run epoch | wake. EPOCH '*' is a slot reserved for a woken run's next attempt.
 -- Expiry is on the server's clock; an expired holder is dropped by whoever looks next,
@@ -12,22 +13,22 @@ local run, epoch = ARGV[5], ARGV[6]
 
 -- Drops expired holders; returns how many are left.
 local function purge()
-  local all = redis.call('HGETALL', KEYS[1])
+  local all = redis.call('HGETALL', S.slots)
   local held = 0
   for i = 1, #all, 2 do
     local expiry = tonumber(string.match(all[i + 1], ' (%d+)$') or '0')
-    if expiry <= now then redis.call('HDEL', KEYS[1], all[i]) else held = held + 1 end
+    if expiry <= now then redis.call('HDEL', S.slots, all[i]) else held = held + 1 end
   end
   return held
 end
 
 local function hold(id, tag)
-  redis.call('HSET', KEYS[1], id, tag .. ' ' .. (now + lease))
-  redis.call('PEXPIRE', KEYS[1], lease * 4)
+  redis.call('HSET', S.slots, id, tag .. ' ' .. (now + lease))
+  redis.call('PEXPIRE', S.slots, lease * 4)
 end
 
 local function tag_of(id)
-  local value = redis.call('HGET', KEYS[1], id)
+  local value = redis.call('HGET', S.slots, id)
   if not value then return nil end
   return string.match(value, '^(%S+) ')
 end
@@ -37,28 +38,28 @@ local function wake()
   local free = limit - purge()
   local woken = {}
   while free > 0 do
-    local id = redis.call('LPOP', KEYS[2])
+    local id = redis.call('LPOP', S.waiting)
     if not id then break end
     hold(id, '*')
     woken[#woken + 1] = id
     free = free - 1
   end
-  if redis.call('LLEN', KEYS[2]) == 0 and redis.call('HLEN', KEYS[1]) == 0 then
-    redis.call('SREM', KEYS[3], tenant)
+  if redis.call('LLEN', S.waiting) == 0 and redis.call('HLEN', S.slots) == 0 then
+    redis.call('SREM', S.tenants, tenant)
   end
   return woken
 end
 
 if op == 'take' then
-  redis.call('SADD', KEYS[3], tenant)
+  redis.call('SADD', S.tenants, tenant)
   local held = purge()
-  if redis.call('HEXISTS', KEYS[1], run) == 1 or held < limit then
+  if redis.call('HEXISTS', S.slots, run) == 1 or held < limit then
     hold(run, epoch)
     return 1
   end
-  if not redis.call('LPOS', KEYS[2], run) then
+  if not redis.call('LPOS', S.waiting, run) then
     -- A turn that ran before (handed off, requeued) goes first when a slot frees.
-    if ARGV[7] == '1' then redis.call('LPUSH', KEYS[2], run) else redis.call('RPUSH', KEYS[2], run) end
+    if ARGV[7] == '1' then redis.call('LPUSH', S.waiting, run) else redis.call('RPUSH', S.waiting, run) end
   end
   return 0
 elseif op == 'beat' then
@@ -70,7 +71,7 @@ elseif op == 'beat' then
   return 0
 elseif op == 'release' then
   local tag = tag_of(run)
-  if tag == epoch then redis.call('HDEL', KEYS[1], run) end
+  if tag == epoch then redis.call('HDEL', S.slots, run) end
   return wake()
 elseif op == 'wake' then
   return wake()
