@@ -73,6 +73,8 @@ class RemoteClient(Client):
             "script": sub.script,
             "session": sub.session,
         }
+        if sub.key or sub.priority != "normal":  # issue 17: only when given
+            body.update(key=sub.key, priority=sub.priority)
         return str(self._call("POST", "/runs", body)["id"])
 
     def get(self, run_id: str) -> RunRecord:
