@@ -47,6 +47,7 @@ from runner.store import RunStore
 from workers import sweeper
 from workers.health import Beacon
 from workers.outages import OutageTolerantWorker
+from workers.slots import SlotGate
 from workers.turn import current_stop
 
 log = logging.getLogger("runner.worker")
@@ -77,7 +78,7 @@ class RunnerWorker(OutageTolerantWorker):
         self._horse_exit = ""
         self._next_sweep = 0.0
         self.beacon = Beacon(settings.health_file, self.name)  # runner worker --health
-        self._slot = fairness.Admission(True)  # the fairness slot the current turn holds
+        self.slots = SlotGate(store, self.connection, settings, self.skipped)  # issue 17
 
     # -- signals in the worker ----------------------------------------------------------
 
@@ -140,33 +141,14 @@ class RunnerWorker(OutageTolerantWorker):
                 self._nap(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
-            if found is not None and not self._admitted(*found):
-                continue
+            if found is not None and not self.slots.admit(found[0].id, found[1].name, self.name):
+                continue  # deferred: its key is full
             if found is not None:
                 job, queue = found
                 self.reorder_queues(reference_queue=queue)
                 job.redis_server_version = self.get_redis_server_version()  # type: ignore[no-untyped-call]
                 log.info("dequeued", extra={"run": job.id, "worker": self.name})
             return found  # None only in burst mode: the queues are empty
-
-    def _admitted(self, job: Job, queue: Queue) -> bool:
-        """Take the fairness slot of the run's key; False if the run was deferred instead.
-
-        A deferred run waits in its key's list, and the worker goes straight on to the
-        next job: a full key never holds a worker (runner/fairness.py).
-        """
-        try:
-            self._slot = fairness.admit(self.store, job.id, self.settings)
-        except redis.RedisError as exc:
-            if not is_outage(exc):
-                raise
-            # Run it: its claim waits the outage out, and a slot cannot be taken now.
-            self.skipped("fairness slot", exc, job.id)
-            self._slot = fairness.Admission(True)
-        if not self._slot.run:
-            fairness.defer(self.connection, job.id, queue.name)
-            log.info("deferred: its key is full", extra={"run": job.id, "worker": self.name})
-        return self._slot.run
 
     def _nap(self, seconds: float) -> None:
         """Sleep, but no longer than until a stop is requested."""
@@ -262,8 +244,7 @@ class RunnerWorker(OutageTolerantWorker):
         super().execute_job(job, queue)
         try:
             self._reconcile(job.id, queue.name)
-            slot, self._slot = self._slot, fairness.Admission(True)
-            fairness.after_attempt(self.store, self.connection, job.id, slot, self.settings)
+            self.slots.after(job.id)
         except redis.RedisError as exc:
             if not is_outage(exc):
                 raise
