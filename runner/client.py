@@ -22,7 +22,8 @@ from runner.events import (
     Status,
     StatusEvent,
 )
-from runner.keys import check_run_id, new_run_id
+from runner.fairness import priority_queue
+from runner.keys import check_run_id, check_tenant, new_run_id
 from runner.providers import check_model_spec
 from runner.reader import STREAM_ID, RunReader, _boundary
 from runner.settings import Settings, load_settings
@@ -66,6 +67,8 @@ class Submission:
     max_tool_calls: int | None = None
     approve: tuple[str, ...] = ()
     if_busy: str = "queue"  # the session's turn before is live: queue behind it, or reject
+    key: str = ""  # the fairness key (tenant): RUNNER_KEY_CONCURRENCY turns at once (issue 17)
+    priority: str = "normal"  # high | normal | low: which of the queue's three it goes to
 
 
 def open_client(settings: Settings | None = None) -> Client:
@@ -142,8 +145,10 @@ class Client(RunReader):
             check_session(sub.session)
         if sub.if_busy not in ("queue", "reject"):
             raise BadInput(f"--if-busy must be queue or reject, not {sub.if_busy[:20]!r}")
+        extra = {"key": check_tenant(sub.key)} if sub.key else {}
         return {
-            "queue": queue,
+            **extra,
+            "queue": priority_queue(queue, sub.priority),
             "model": model,
             "max_steps": str(max_steps),
             "session": sub.session,

@@ -25,6 +25,7 @@ RUN_ID_PATTERN = re.compile(r"^r[0-9a-v]{10}[0-9a-f]{8}$")
 _B32 = "0123456789abcdefghijklmnopqrstuv"
 MAX_ID_SHOWN = 40  # a rejected id is echoed back at most this long
 SESSION_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+TENANT_PATTERN = SESSION_PATTERN  # submit --key (issue 17): the same alphabet as a session
 
 # A run's own keys (the Keys method of each name takes the run id); they expire together.
 RUN_KEYS = ("record", "events", "lease", "inbox", "script", "manifest", "blobs", "history")
@@ -64,6 +65,14 @@ def check_session(name: str) -> str:
     if not isinstance(name, str) or not SESSION_PATTERN.fullmatch(name):
         shown = _shown(name) if isinstance(name, str) else repr(name)
         raise BadInput(f"not a session name: {shown} (expected 1-64 of A-Z a-z 0-9 _ . : -)")
+    return name
+
+
+def check_tenant(name: str) -> str:
+    """Return ``name`` if it is a well-formed fairness key (``submit --key``), else BadInput."""
+    if not isinstance(name, str) or not TENANT_PATTERN.fullmatch(name):
+        shown = _shown(name) if isinstance(name, str) else repr(name)
+        raise BadInput(f"not a key: {shown} (expected 1-64 of A-Z a-z 0-9 _ . : -)")
     return name
 
 
@@ -156,6 +165,21 @@ class Keys:
     def session(self, name: str) -> str:
         """Sorted set: run ids of one session, scored by creation (ms, server clock)."""
         return f"{self.prefix}:session:{check_session(name)}"
+
+    # Fairness (issue 17, runner/fairness.py): one key's slots and its deferred runs.
+
+    def tenant_slots(self, tenant: str) -> str:
+        """Hash: run id -> "EPOCH EXPIRY_MS" of each turn holding one of the key's slots."""
+        return f"{self.prefix}:tenant:{{{check_tenant(tenant)}}}:slots"
+
+    def tenant_waiting(self, tenant: str) -> str:
+        """List: ids of the key's runs deferred because its slots were full, in turn order."""
+        return f"{self.prefix}:tenant:{{{check_tenant(tenant)}}}:waiting"
+
+    @property
+    def tenants(self) -> str:
+        """Set: keys that hold slots or have deferred runs (what the sweeper looks at)."""
+        return f"{self.prefix}:index:tenants"
 
     @property
     def blob_sweep(self) -> str:

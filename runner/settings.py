@@ -129,6 +129,10 @@ class Settings(BaseSettings):
     commit_aof: bool = Field(
         default=False, description="WAITAOF (Redis/Valkey 7.2+) instead of WAIT after a commit"
     )
+    # Deployment (issue 17): running turns per `submit --key` across the fleet (0: no
+    # limit), and the file a worker touches every loop for `runner worker --health`.
+    key_concurrency: int = Field(default=0, ge=0, le=100_000)
+    health_file: Path | None = None
 
     @field_validator("tool_env", mode="before")
     @classmethod

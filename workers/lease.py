@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import redis
 
@@ -36,6 +37,7 @@ class Lease:
         seconds: float,
         stop: Stop,
         poll: float = CANCEL_POLL_SECONDS,
+        also: Callable[[], object] | None = None,
     ):
         self.store = store
         self.poll = poll
@@ -43,6 +45,7 @@ class Lease:
         self.epoch = epoch
         self.seconds = seconds
         self.stop = stop
+        self.also = also  # renewed with the lease: the run's fairness slot (issue 17)
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"lease-{run_id}", daemon=True)
 
@@ -59,6 +62,8 @@ class Lease:
         while not self._done.wait(interval):
             try:
                 beat = self.store.heartbeat(self.run_id, self.epoch, self.seconds)
+                if beat is not Beat.FENCED and self.also is not None:
+                    self.also()
             except redis.RedisError as exc:
                 if not outage.is_outage(exc):
                     raise

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from runner import purge, queueing, sessions
+from runner import fairness, purge, queueing, sessions
 from runner.events import Status
 from runner.keys import is_run_id
 from runner.settings import Settings
@@ -46,6 +46,7 @@ def sweep(store: RunStore, rq_conn: redis.Redis, settings: Settings) -> SweepRep
     report.dropped = drop_malformed(store)
     _expired_leases(store, rq_conn, settings, report)
     _lost_queued(store, rq_conn, settings, report)
+    report.repushed += fairness.sweep(store, rq_conn, settings)
     _prune_index(store, settings)
     report.blobs_removed = sweep_blob_store(store, settings)
     return report
@@ -130,6 +131,7 @@ def _lost_queued(
     if not queued:
         return
     now_ms = _server_ms(store.redis)
+    held = fairness.held_ids(store)  # waiting for a slot of their key, or holding one
     # A run popped by a worker is "not in its queue" for the instant before the claim;
     # waiting one lease length before re-pushing keeps that instant out of it.
     grace_ms = settings.lease_seconds * 1000
@@ -142,6 +144,8 @@ def _lost_queued(
             _damaged(record.damaged, record.id)
             continue
         if record.status is not Status.QUEUED or now_ms - record.updated_ms < grace_ms:
+            continue
+        if record.id in held:
             continue
         if record.queue not in waiting:
             waiting[record.queue] = queueing.queued_ids(rq_conn, record.queue)

@@ -18,6 +18,7 @@ from runner import logs, metrics, outage, parking, sessions, tracing
 from runner.connection import connect
 from runner.errors import BadInput, RunnerError, StaleEpoch
 from runner.events import TERMINAL, Status
+from runner.fairness import SlotKeeper
 from runner.keys import Keys, check_run_id
 from runner.script import parse_script
 from runner.settings import Settings, get_settings
@@ -73,8 +74,9 @@ def run_turn(run_id: str) -> str:
     log.info("attempt started", extra=fields)
     workspace = settings.workspace_root / run_id
     with tracing.span("attempt", run=run_id, epoch=epoch, worker=worker) as span:
+        slot = SlotKeeper(store, run_id, epoch, settings)
         with Lease(
-            store, run_id, epoch, settings.lease_seconds, stop, settings.cancel_poll_seconds
+            store, run_id, epoch, settings.lease_seconds, stop, settings.cancel_poll_seconds, slot
         ):
             record = claiming(lambda: store.get(run_id))
             metrics.bind(queue=record.queue, model=record.model)

@@ -36,7 +36,7 @@ from rq.queue import Queue
 from rq.utils import as_text
 from rq.worker import Worker, WorkerStatus
 
-from runner import metrics, queueing
+from runner import fairness, metrics, queueing
 from runner.errors import BadInput, UnsafeServer
 from runner.events import Status
 from runner.keys import Keys
@@ -45,7 +45,9 @@ from runner.serverinfo import Severity, check_server
 from runner.settings import Settings
 from runner.store import RunStore
 from workers import sweeper
+from workers.health import Beacon
 from workers.outages import OutageTolerantWorker
+from workers.slots import SlotGate
 from workers.turn import current_stop
 
 log = logging.getLogger("runner.worker")
@@ -75,6 +77,8 @@ class RunnerWorker(OutageTolerantWorker):
         self._horse_killed = False
         self._horse_exit = ""
         self._next_sweep = 0.0
+        self.beacon = Beacon(settings.health_file, self.name)  # runner worker --health
+        self.slots = SlotGate(store, self.connection, settings, self.skipped)  # issue 17
 
     # -- signals in the worker ----------------------------------------------------------
 
@@ -114,6 +118,7 @@ class RunnerWorker(OutageTolerantWorker):
         backoff = 1.0
         while True:
             self._stop_if_requested()
+            self.beacon.touch("idle")
             try:
                 self.heartbeat()
                 if self.should_run_maintenance_tasks:
@@ -136,6 +141,8 @@ class RunnerWorker(OutageTolerantWorker):
                 self._nap(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 continue
+            if found is not None and not self.slots.admit(found[0].id, found[1].name, self.name):
+                continue  # deferred: its key is full
             if found is not None:
                 job, queue = found
                 self.reorder_queues(reference_queue=queue)
@@ -147,6 +154,7 @@ class RunnerWorker(OutageTolerantWorker):
         """Sleep, but no longer than until a stop is requested."""
         until = time.monotonic() + seconds
         while not self._stop_requested and time.monotonic() < until:
+            self.beacon.touch("outage")
             time.sleep(min(0.1, max(until - time.monotonic(), 0)))
 
     def _stop_if_requested(self) -> None:
@@ -174,6 +182,7 @@ class RunnerWorker(OutageTolerantWorker):
 
     def maintain_heartbeats(self, job: Job, execution: Any) -> None:
         """Every second while a turn runs: RQ's heartbeats, the grace deadline, the sweep."""
+        self.beacon.touch("busy")
         try:
             super().maintain_heartbeats(job, execution)
         except redis.RedisError as exc:
@@ -235,10 +244,12 @@ class RunnerWorker(OutageTolerantWorker):
         super().execute_job(job, queue)
         try:
             self._reconcile(job.id, queue.name)
+            self.slots.after(job.id)
         except redis.RedisError as exc:
             if not is_outage(exc):
                 raise
-            # The dead horse renews its lease no more, so a sweep requeues the run later.
+            # The dead horse renews its lease no more, so a sweep requeues the run later
+            # (and its slot, renewed no more either, frees itself after a lease).
             self.skipped("reconcile", exc, job.id)
 
     def _reconcile(self, run_id: str, queue: str) -> None:
@@ -359,6 +370,7 @@ def _work(queues: list[str], name: str | None, burst: bool, settings: Settings) 
     store = RunStore(connect(settings, url=url), Keys(settings.prefix), settings.retention_seconds)
     rq_conn = connect(settings, url=url, decode=False)
     refuse_unsafe_server(store.redis)
+    queues = fairness.listen_order(queues)  # Q:high, Q, Q:low (submit --priority)
     worker = RunnerWorker(
         [Queue(q, connection=rq_conn) for q in queues],
         settings,
@@ -367,5 +379,8 @@ def _work(queues: list[str], name: str | None, burst: bool, settings: Settings) 
         name=name or default_name(),
     )
     metrics.watch_queues(lambda: {q: Queue(q, connection=rq_conn).count for q in queues})
-    worker.work(burst=burst, logging_level="INFO")
+    try:
+        worker.work(burst=burst, logging_level="INFO")
+    finally:
+        worker.beacon.remove()
     return 0

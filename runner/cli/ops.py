@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from runner.cli.group import cli, client, err, guarded, out, queues_arg, settings
-from runner.errors import BadInput
+from runner.errors import BadInput, RunnerError
 
 WORKER_NAME = r"[A-Za-z0-9_.:-]{1,100}"
 
@@ -28,15 +28,40 @@ queues_option = click.option(
 @queues_option
 @click.option("--name", help="Worker name (default host.pid).")
 @click.option("--burst", is_flag=True, help="Quit when the queues are empty.")
+@click.option(
+    "--health",
+    is_flag=True,
+    help="Do not run: exit 0 if the worker writing RUNNER_HEALTH_FILE is alive and looping.",
+)
+@click.option(
+    "--max-age",
+    type=click.FloatRange(1, 3600),
+    default=30.0,
+    show_default=True,
+    help="With --health: seconds since the worker's last loop that still count as healthy.",
+)
 @guarded
-def worker(queues: tuple[str, ...], name: str | None, burst: bool) -> None:
+def worker(
+    queues: tuple[str, ...], name: str | None, burst: bool, health: bool, max_age: float
+) -> None:
     """Run a worker that executes turns.
 
     SIGTERM, SIGHUP or SIGINT hands the running turn back to its queue and exits.
     Grace: RUNNER_SHUTDOWN_GRACE; lease: RUNNER_LEASE_SECONDS (at least 1); sweep:
-    RUNNER_SWEEP_SECONDS (at least 0.1).
+    RUNNER_SWEEP_SECONDS (at least 0.1). It serves Q:high, Q and Q:low of each queue
+    Q, in that order (submit --priority); RUNNER_KEY_CONCURRENCY caps the running turns
+    of each submit --key. With RUNNER_HEALTH_FILE set it rewrites that file on every
+    pass of its loop, for --health (a container's HEALTHCHECK).
     """
     cfg = settings()
+    if health:
+        from workers.health import check
+
+        verdict = check(cfg.health_file, max_age)
+        if not verdict.ok:
+            raise RunnerError(verdict.message)
+        click.echo(f"ok: {verdict.message}")
+        return
     names = list(queues) or [cfg.queue]
     if name is not None and not re.fullmatch(WORKER_NAME, name):
         raise BadInput(f"not a worker name: {name[:40]!r} (letters, digits, _ . : -)")

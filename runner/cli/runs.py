@@ -110,6 +110,19 @@ def upload_progress() -> Callable[[int, int], None]:
     default="",
     help="Start the run from a copy of DIR. [RUNNER_WORKSPACE_MAX_BYTES, RUNNER_WORKSPACE_IGNORE]",
 )
+@click.option(
+    "--key",
+    "tenant",
+    default="",
+    metavar="TENANT",
+    help="Fairness key: at most RUNNER_KEY_CONCURRENCY turns of one key run at once.",
+)
+@click.option(
+    "--priority",
+    type=click.Choice(["high", "normal", "low"]),
+    default="normal",
+    help="Workers take high before normal before low (queues Q:high, Q, Q:low).",
+)
 @click.option("--follow", is_flag=True, help="Follow the run after submitting it.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"id": ...} as JSON.')
 @guarded
@@ -128,6 +141,8 @@ def submit(
     max_tool_calls: int | None,
     approve: tuple[str, ...],
     workspace: str,
+    tenant: str,
+    priority: str,
     follow: bool,
     as_json: bool,
 ) -> None:
@@ -155,6 +170,8 @@ def submit(
             session=session,
             workspace=workspace,
             if_busy=if_busy,
+            key=tenant,
+            priority=priority,
         ),
         upload_progress() if workspace else None,
     )

@@ -263,14 +263,18 @@ def _is_json(request: Request) -> bool:
 
 def submission(body: dict[str, Any]) -> Submission:
     """A Submission from a JSON body (the client checks the values themselves)."""
-    known = {"prompt", "model", "queue", "max_steps", "script", "session", *LIMITS, "approve"}
+    known = {
+        *("prompt", "model", "queue", "max_steps", "script", "session", "key", "priority"),
+        *LIMITS,
+        "approve",
+    }
     unknown = sorted(set(body) - known)
     if unknown:
         raise BadInput(f"unknown field: {unknown[0][:40]!r}")
     prompt = body.get("prompt")
     if not isinstance(prompt, str):
         raise BadInput('give the prompt as {"prompt": "..."}')
-    for name in ("model", "queue", "script", "session"):
+    for name in ("model", "queue", "script", "session", "key", "priority"):
         if body.get(name) is not None and not isinstance(body[name], str):
             raise BadInput(f"{name} must be a string")
     steps = body.get("max_steps")
@@ -288,6 +292,8 @@ def submission(body: dict[str, Any]) -> Submission:
         session=body.get("session") or "",
         approve=tuple(approve),
         **limits_from_json(body),
+        key=body.get("key") or "",
+        priority=body.get("priority") or "normal",
     )
 
 

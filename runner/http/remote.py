@@ -79,6 +79,8 @@ class RemoteClient(Client):
             "max_tool_calls": sub.max_tool_calls,
             "approve": list(sub.approve),
         }
+        if sub.key or sub.priority != "normal":  # issue 17: only when given
+            body.update(key=sub.key, priority=sub.priority)
         return str(self._call("POST", "/runs", body)["id"])
 
     def get(self, run_id: str) -> RunRecord:
