@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from runner import queueing
-from runner.checks import check_queue, check_session, check_text, decode_text
+from runner import prompts, queueing
+from runner.checks import check_queue, check_session, check_text, check_window, decode_text
 from runner.errors import BadInput, WrongState
 from runner.events import (
     PARKED,
@@ -23,6 +23,7 @@ from runner.events import (
     StatusEvent,
 )
 from runner.keys import check_run_id, new_run_id
+from runner.prompts import DEFAULT_SYSTEM
 from runner.providers import check_model_spec
 from runner.reader import STREAM_ID, RunReader, _boundary
 from runner.settings import Settings, load_settings
@@ -59,6 +60,8 @@ class Submission:
     script: str = ""
     session: str = ""
     workspace: str = ""  # a directory uploaded as the run's starting workspace
+    system: str | None = None  # the system prompt (None: runner.prompts.DEFAULT_SYSTEM)
+    context_tokens: int | None = None  # the model's context window (None: RUNNER_CONTEXT_TOKENS)
 
 
 def open_client(settings: Settings | None = None) -> Client:
@@ -101,6 +104,9 @@ class Client(RunReader):
                 )
             )
         first.append(MessageEvent(role="user", content=sub.prompt))
+        system = DEFAULT_SYSTEM if sub.system is None else sub.system
+        ttl_ms = self.settings.retention_seconds * 1000
+        prompts.save_system(self.redis, self.keys.system(run_id), system, ttl_ms)
         self.store.create(run_id, fields, first, sub.script, session=sub.session)
         # If this enqueue is lost, the sweeper finds a queued run that no queue holds.
         queueing.enqueue(
@@ -124,13 +130,19 @@ class Client(RunReader):
             raise BadInput("--model scripted needs --script FILE")
         if sub.session:
             check_session(sub.session)
-        return {
+        if sub.system is not None:
+            check_text(sub.system, "the system prompt", cfg.max_prompt_bytes)
+        fields = {
             "queue": queue,
             "model": model,
             "max_steps": str(max_steps),
             "session": sub.session,
             "title": " ".join(sub.prompt.split())[:TITLE_CHARS],
         }
+        window = cfg.context_tokens if sub.context_tokens is None else sub.context_tokens
+        if window is not None:
+            fields["context_tokens"] = str(check_window(window))
+        return fields
 
     def _check_script(self, script: str) -> None:
         from runner.script import parse_script

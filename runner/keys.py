@@ -27,7 +27,7 @@ MAX_ID_SHOWN = 40  # a rejected id is echoed back at most this long
 SESSION_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 # A run's own keys (the Keys method of each name takes the run id); they expire together.
-RUN_KEYS = ("record", "events", "lease", "inbox", "script", "manifest", "blobs")
+RUN_KEYS = ("record", "events", "lease", "inbox", "script", "manifest", "blobs", "system")
 # Global keys (Keys properties), then the session's own set (present only when the run
 # belongs to a session: the last slot, so the others never move).
 INDEX_KEYS = ("runs", "active", "queued", "sessions")
@@ -102,6 +102,11 @@ class Keys:
     def blobs(self, run_id: str) -> str:
         """Hash: file contents of the run's workspace by sha256 (RUNNER_WORKSPACE_STORE=redis)."""
         return self._run(run_id, "blobs")
+
+    def system(self, run_id: str) -> str:
+        """String: the run's system prompt, resolved at submit time (issue 13)."""
+        return self._run(run_id, "system")
+
     def deltas(self, run_id: str) -> str:
         """Stream: the run's in-flight output (deltas), capped and short-lived; never read
         back by a turn, so it is in no script's KEYS (issue 12)."""

@@ -39,6 +39,7 @@ from runner.transcript import Transcript
 from runner.workspace import manifest as ws_manifest
 from runner.workspace.blobs import open_blobs
 from runner.workspace.checkpoint import Checkpoint
+from workers.compactor import Context
 from workers.providers import Interrupted, Model, Reply
 from workers.stop import Stop
 from workers.tools import TOOLS, ToolContext, run_tool
@@ -101,6 +102,7 @@ class Turn:
             progress_after=settings.tool_progress_seconds,
         )
         self.transcript = Transcript()
+        self.context: Context  # opened with the transcript, at the start of the attempt
         self.inbox = 0  # messages waiting in the inbox, as the last commit reported
         # Built once: it wraps every commit, the hot path of a turn.
         self._retry = outage.retrying(
@@ -123,6 +125,7 @@ class Turn:
         try:
             events = self._retrying(self._read_all)
             self.transcript = Transcript.fold(events)
+            self.context = self._retrying(self._open_context)
             self._restore(events)
             self._repair()
             # A message sent while the run was queued goes in before the first model call.
@@ -146,18 +149,19 @@ class Turn:
             if self.inbox:
                 self._take_inbox()
             self.deltas.begin(self.transcript.last_id)
-            called = time.monotonic()
+            tools = tool_specs()
             try:
+                # What the model is sent; compacted and committed first if it would not fit.
+                messages = self.context.prepare(self.transcript, tools)
+                called = time.monotonic()
                 with tracing.span("model call", step=self.transcript.own_steps):
                     reply = self.model.complete(
-                        self.transcript.messages,
-                        tool_specs(),
-                        self.stop,
-                        step=self.transcript.own_steps,
-                        sink=self.deltas,
+                        messages, tools, self.stop, step=self.transcript.own_steps, sink=self.deltas
                     )
             except Interrupted:
                 return self._stopped()
+            except (StaleEpoch, redis.RedisError):
+                raise  # a compaction's commit: fenced, or an outage, as for any commit
             except Exception as exc:
                 log.exception("model call failed", extra=self.fields)
                 return Outcome(Status.FAILED, "model error", f"{type(exc).__name__}: {exc}")
@@ -317,6 +321,19 @@ class Turn:
 
     def _read_all(self) -> list[Event]:
         return self.store.events(self.run_id)
+
+    def _open_context(self) -> Context:
+        store, run_id = self.store, self.run_id
+        return Context.open(
+            store,
+            run_id,
+            self.model,
+            self.settings,
+            self._commit,
+            self.stop,
+            sink=self.deltas,
+            fields=self.fields,
+        )
 
     def _retrying(self, fn: Callable[[], T]) -> T:
         result: T = self._retry(fn)

@@ -241,13 +241,14 @@ def _is_json(request: Request) -> bool:
 def submission(body: dict[str, Any]) -> Submission:
     """A Submission from a JSON body (the client checks the values themselves)."""
     known = {"prompt", "model", "queue", "max_steps", "script", "session"}
+    known |= {"system", "context_tokens"}  # issue 13
     unknown = sorted(set(body) - known)
     if unknown:
         raise BadInput(f"unknown field: {unknown[0][:40]!r}")
     prompt = body.get("prompt")
     if not isinstance(prompt, str):
         raise BadInput('give the prompt as {"prompt": "..."}')
-    for name in ("model", "queue", "script", "session"):
+    for name in ("model", "queue", "script", "session", "system"):
         if body.get(name) is not None and not isinstance(body[name], str):
             raise BadInput(f"{name} must be a string")
     steps = body.get("max_steps")
@@ -260,6 +261,8 @@ def submission(body: dict[str, Any]) -> Submission:
         max_steps=steps,
         script=body.get("script") or "",
         session=body.get("session") or "",
+        system=body.get("system"),
+        context_tokens=body.get("context_tokens"),  # checked by the client (check_window)
     )
 
 

@@ -72,6 +72,8 @@ class RemoteClient(Client):
             "max_steps": sub.max_steps,
             "script": sub.script,
             "session": sub.session,
+            "system": sub.system,
+            "context_tokens": sub.context_tokens,
         }
         return str(self._call("POST", "/runs", body)["id"])
 
