@@ -83,7 +83,7 @@ def test_non_string_id_is_rejected() -> None:
 def test_one_runs_keys_share_one_hash_tag() -> None:
     run_id = new_run_id()
     keys = Keys("pfx").run_keys(run_id)
-    assert len(keys) == len(set(keys)) == 7  # record, events, lease, inbox, script, manifest, blobs
+    assert len(keys) == len(set(keys)) == len(RUN_KEYS) == 8  # ..., manifest, blobs, system
     tags = {re.search(r"\{([^}]*)\}", k).group(1) for k in keys}  # type: ignore[union-attr]
     assert tags == {run_id}
     assert all(k.startswith("pfx:run:{") for k in keys)
