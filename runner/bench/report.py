@@ -26,6 +26,7 @@ TITLES = {
     "throughput": "5 throughput",
     "recovery": "6 recovery",
     "memory": "7 memory",
+    "compaction": "compaction",
 }
 
 
