@@ -17,7 +17,7 @@ from typing import Any
 from runner.bench.context import Bench
 from runner.bench.stats import Figure, Spread
 from runner.errors import BenchError
-from runner.events import CompactionEvent, MessageEvent, Status, StatusEvent
+from runner.events import CompactionEvent, Event, MessageEvent, Status, StatusEvent
 from runner.keys import new_run_id
 from runner.prompts import DEFAULT_SYSTEM, save_system
 
@@ -62,7 +62,10 @@ def compaction_turn(b: Bench) -> list[Figure]:
     fields = {"queue": b.name("none"), "model": "scripted", "title": "bench compaction"}
     fields.update(context_tokens=str(WINDOW), max_steps=str(steps + 1))
     save_system(b.redis, b.keys.system(run_id), DEFAULT_SYSTEM, 600_000)
-    first = [StatusEvent(status=Status.QUEUED), MessageEvent(role="user", content="read")]
+    first: list[Event] = [
+        StatusEvent(status=Status.QUEUED),
+        MessageEvent(role="user", content="read"),
+    ]
     b.store.create(run_id, fields, first)
     epoch = b.store.claim(run_id, "bench", 3600)  # no lease to keep: nobody sweeps it
     if epoch is None:
