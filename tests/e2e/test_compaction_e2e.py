@@ -134,3 +134,75 @@ def last_said(raw: bytes) -> int | None:
     said = [m["content"] for m in json.loads(raw)["messages"] if m["role"] == "assistant"]
     found = STEP.match(said[-1]) if said else None
     return int(found.group(1)) if found else None
+
+
+def test_system_prompt_from_a_file_reaches_the_model_and_bad_input_is_one_line(
+    cli: Cli, store: RunStore, tmp_path: Path
+) -> None:
+    prompt = tmp_path / "system.txt"
+    prompt.write_text("You are a careful release engineer.\nNever push on Fridays.")
+    chat = FakeChat(agent(1), window=WINDOW)
+    with serve(chat) as url:
+        with_file = submit(cli, tmp_path, url, 1, "--system", f"@{prompt}")
+        default = submit(cli, tmp_path, url, 1)
+        cli.worker("w1")
+        for run_id in (with_file, default):
+            wait_for(lambda r=run_id: ended(store, r), timeout=120, what="the turns")  # type: ignore[misc]
+    firsts = [json.loads(raw)["messages"][0] for raw in chat.raw]
+    assert {"role": "system", "content": prompt.read_text()} in firsts
+    assert {"role": "system", "content": DEFAULT_SYSTEM} in firsts
+    assert store.redis.get(store.keys.system(with_file)) == prompt.read_text()
+    # The prompt is stored with the run: its key expires with the others.
+    assert 0 < store.redis.pttl(store.keys.system(with_file)) <= store.retention_ms
+
+    script = tmp_path / "script.json"
+    script.write_text('{"steps": [{"content": "ok"}]}')
+    runs = f"{store.keys.prefix}:run:*"
+    before = set(store.redis.scan_iter(runs))
+    for args, message in [
+        (("--context-tokens", "5"), "5 is not in the range 1024<=x<=10000000"),
+        (("--system", f"@{tmp_path / 'missing.txt'}"), "cannot read system prompt file"),
+        (("--system", " "), "error: the system prompt is empty"),
+    ]:
+        done = cli("submit", "--model", "scripted", "--script", str(script), *args, "go")
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in done.stderr
+    assert set(store.redis.scan_iter(runs)) == before  # no key of any run written
+
+
+def test_the_scripted_model_compacts_on_runner_context_tokens(
+    cli: Cli, store: RunStore, tmp_path: Path
+) -> None:
+    steps = [
+        {
+            "content": f"note {i}",
+            "tool": "write_file",
+            "args": {"path": "n.txt", "content": LINE * 8},
+        }
+        for i in range(30)
+    ]
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps({"steps": [*steps, {"content": "All done."}]}))
+    env = {**cli.env, "RUNNER_CONTEXT_TOKENS": "2048"}
+    done = cli(
+        "submit",
+        "--model",
+        "scripted",
+        "--script",
+        str(script),
+        "--max-steps",
+        "40",
+        "write",
+        env=env,
+    )
+    run_id = done.stdout.strip()
+    cli.worker("w1")
+    wait_for(lambda: ended(store, run_id), timeout=120, what="the turn")
+    events = [json.loads(line) for line in cli("follow", run_id, "--json").stdout.splitlines()]
+    said = [e["content"] for e in events if e["type"] == "message" and e["role"] == "assistant"]
+    assert said == [f"note {i}" for i in range(30)] + ["All done."]  # no summary is a step
+    compactions = [e for e in events if e["type"] == "compaction"]
+    assert compactions and all(c["window"] == 2048 for c in compactions)
+    assert all(c["summary"].startswith("Summary of messages 1-") for c in compactions)
+    assert store.get(run_id).status is Status.SUCCEEDED
