@@ -4,7 +4,8 @@ Real HTTP (a thread in the test process, so worker subprocesses reach it), speak
 chat completions streaming format. ``respond(body)`` decides each answer; every request
 body is recorded as the bytes that arrived. A request over ``window`` tokens (JSON
 bytes / 4, the usual rough count) is refused the way OpenAI refuses one, so a turn that
-fails to compact fails.
+fails to compact fails; so is one with a tool result whose call it was not sent, or a
+call whose result is missing, as OpenAI refuses them.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def serve(chat: FakeChat) -> Iterator[str]:
             body = json.loads(raw)
             with chat.lock:
                 chat.raw.append(raw)
-            if chat.tokens(body) > chat.window:
+            if chat.tokens(body) > chat.window or not paired(body["messages"]):
                 chat.refused += 1
                 return self._refuse()
             answer = chat.respond(body)
@@ -108,3 +109,18 @@ def is_summary(body: dict[str, Any]) -> bool:
     from runner.prompts import SUMMARISER_SYSTEM
 
     return "tools" not in body and body["messages"][0]["content"] == SUMMARISER_SYSTEM
+
+
+def paired(messages: list[dict[str, Any]]) -> bool:
+    """Whether every tool result follows its call and every call has its result."""
+    open_calls: set[str] = set()
+    for message in messages:
+        if message["role"] == "tool":
+            if message.get("tool_call_id") not in open_calls:
+                return False
+            open_calls.discard(message["tool_call_id"])
+            continue
+        if open_calls:
+            return False  # the previous answer's calls are not all answered
+        open_calls = {c["id"] for c in message.get("tool_calls") or []}
+    return True

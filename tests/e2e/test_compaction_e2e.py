@@ -94,46 +94,48 @@ def test_a_500_step_turn_fits_an_8k_window_by_compacting(
 def test_a_handoff_after_a_compaction_sends_the_model_the_same_bytes(
     cli: Cli, store: RunStore, tmp_path: Path
 ) -> None:
-    hang = threading.Event()
-    blocked = threading.Event()
+    """Two handoffs: during the second summarising call, then during step 25's call.
+
+    Each time the model call the old worker abandoned is sent again by the new one,
+    byte for byte (request bodies recorded by the fake server).
+    """
     plain = agent(40)
-    seen: dict[int, int] = {}
+    hangs = {"summary": threading.Event(), "answer": threading.Event()}
+    blocked = {kind: threading.Event() for kind in hangs}
+    counts = {"summary": 0, "step 25": 0}
 
     def respond(body: dict[str, Any]) -> Answer:
+        kind = "summary" if is_summary(body) else "answer"
         answer = plain(body)
-        step = int(answer["id"][1:]) if "id" in answer else -1
-        seen[step] = seen.get(step, 0) + 1
-        # The first request for step 25 (after a few compactions) hangs until the handoff.
-        if step == 25 and seen[step] == 1:
-            blocked.set()
-            return {"hang": hang}
+        key = "summary" if kind == "summary" else "step 25" if answer.get("id") == "c25" else ""
+        if key:
+            counts[key] += 1
+        if (key, counts.get(key)) in (("summary", 2), ("step 25", 1)):
+            blocked[kind].set()
+            return {"hang": hangs[kind]}
         return answer
 
     chat = FakeChat(respond, window=WINDOW)
+    abandoned: dict[str, int] = {}
     with serve(chat) as url:
         run_id = submit(cli, tmp_path, url, 40)
-        first = cli.worker("w1")
-        wait_for(blocked.is_set, timeout=300, what="the model call of step 25")
-        before = [e for e in store.events(run_id) if isinstance(e, CompactionEvent)]
-        assert before, "a compaction happened before the handoff"
-        old = chat.raw[-1]
-        first.signal(signal.SIGTERM)
-        assert first.wait(60) == 0
-        cli.worker("w2")
+        for kind, name in (("summary", "w1"), ("answer", "w2")):
+            worker = cli.worker(name)
+            wait_for(blocked[kind].is_set, timeout=300, what=f"the {kind} call to hang")
+            abandoned[kind] = len(chat.raw) - 1  # one worker at a time: the last request
+            assert any(isinstance(e, CompactionEvent) for e in store.events(run_id))
+            worker.signal(signal.SIGTERM)
+            assert worker.wait(60) == 0, worker.output()[-2000:]
+        cli.worker("w3")
         status = wait_for(lambda: ended(store, run_id), timeout=300, interval=0.2, what="the end")
-        hang.set()
+        for hang in hangs.values():
+            hang.set()
     assert status is Status.SUCCEEDED and chat.refused == 0
-    # The requests for step 25: the old worker's (abandoned) and the new one's.
-    asked = [raw for raw in chat.raw if not is_summary(json.loads(raw)) and last_said(raw) == 24]
-    assert len(asked) == 2 and asked[0] == old
-    assert json.loads(asked[1])["messages"] == json.loads(old)["messages"]
-    assert asked[1] == old  # byte for byte: the same request
-
-
-def last_said(raw: bytes) -> int | None:
-    said = [m["content"] for m in json.loads(raw)["messages"] if m["role"] == "assistant"]
-    found = STEP.match(said[-1]) if said else None
-    return int(found.group(1)) if found else None
+    for kind, at in abandoned.items():
+        old = chat.raw[at]
+        later = [r for r in chat.raw[at + 1 :] if is_summary(json.loads(r)) == (kind == "summary")]
+        assert json.loads(later[0])["messages"] == json.loads(old)["messages"], kind
+        assert later[0] == old, kind  # byte for byte: the same request
 
 
 def test_system_prompt_from_a_file_reaches_the_model_and_bad_input_is_one_line(
