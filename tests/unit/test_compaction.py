@@ -7,6 +7,7 @@ check that a fresh fold of the committed events (a resumed attempt) sends the sa
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -283,3 +284,18 @@ def test_the_window_comes_from_the_run_then_the_setting_then_the_provider() -> N
     assert window_of(gpt, "openai:my-local-model", 0, Settings()) == 32_768
     scripted = ScriptedModel(parse_script('{"steps": []}'))
     assert window_of(scripted, "scripted", 0, Settings()) == 1_000_000
+
+
+def test_a_compaction_renders_what_it_did_with_the_summary_escaped() -> None:
+    from rich.console import Console
+
+    from runner.cli.render import event_text, events
+
+    ev = CompactionEvent(summary="did \x1b[2J it", keep=4, replaced=30, trimmed=[2], window=8192)
+    ev = ev.model_copy(update={"ts": "2026-01-01T00:00:00.000Z", "tokens_before": 9000})
+    text = event_text(ev).plain
+    assert "compaction: 30 messages summarised, 4 kept, 1 tool outputs trimmed" in text
+    assert "~9,000 → ~0 of 8,192 tokens" in text and "did \\x1b[2J it" in text
+    console = Console(file=io.StringIO(), width=200, record=True, no_color=True)
+    events(console, [ev, UsageEvent(input_tokens=12, output_tokens=3)])
+    assert console.export_text().endswith("it  (12 in, 3 out)\n")  # its usage folds in

@@ -11,6 +11,7 @@ import pytest
 from runner.errors import BadInput, CorruptEvent
 from runner.events import (
     SCHEMA_VERSION,
+    CompactionEvent,
     Event,
     MessageEvent,
     Status,
@@ -136,6 +137,8 @@ EVENTS = [
     MessageEvent(role="tool", content="out\n", tool_call_id="c1", name="shell"),
     UsageEvent(input_tokens=10, output_tokens=3, cost=0.25),
     UsageEvent(input_tokens=1, output_tokens=0),
+    CompactionEvent(summary="did a, b", keep=4, trimmed=[2, 6], trim_bytes=900, window=8192),
+    CompactionEvent(trimmed=[1], trim_bytes=100),
 ]
 
 
