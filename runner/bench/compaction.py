@@ -5,7 +5,7 @@ reads a file at every step, against the bench's server, with a 4k-token window. 
 fake model encodes what it is sent as JSON at every call, as a provider's SDK does, so a
 view that grew with the transcript would show in the step time. With compaction the
 view stays within the window and the step at 500 costs what the step at 10 does.
-Medians over 20 steps each; steps that compacted count too (they are the price).
+Medians over 40 steps each; steps that compacted count too (they are the price).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from runner.keys import new_run_id
 from runner.prompts import DEFAULT_SYSTEM, save_system
 
 WINDOW = 4096
-SAMPLES = 20  # steps per median
+SAMPLES = 40  # steps per median
+VIEW_SAMPLES = 200  # builds of each request
 FILE_LINE = "a line of the file the turn reads at every step, some 60 bytes\n"
 
 
@@ -41,6 +42,41 @@ class _Timed:
 
     def __getattr__(self, name: str) -> Any:  # summarise, context_window, reports_usage
         return getattr(self.inner, name)
+
+
+def _view_costs(events: list[Event], steps: int, context: Any) -> tuple[Spread, Spread, str]:
+    """Building the request of step ``steps`` and of step 10, from the committed events.
+
+    Each transcript is folded up to just before that step's answer (its compactions
+    included), then prepared and encoded as a provider would, alternately, so that the
+    machine's load weighs on both alike.
+    """
+    from runner.transcript import Transcript
+    from workers.tools import specs
+
+    answers = [
+        i for i, e in enumerate(events) if isinstance(e, MessageEvent) and e.role == "assistant"
+    ]
+    folds = [Transcript.fold(events[: answers[k]]) for k in (steps - 1, 10)]
+    tools = specs()
+    samples: tuple[list[float], list[float]] = ([], [])
+    for _ in range(VIEW_SAMPLES):
+        for fold, out in zip(folds, samples, strict=True):
+            t0 = time.perf_counter()
+            json.dumps(context.prepare(fold, tools))
+            out.append(time.perf_counter() - t0)
+    sizes = [len(json.dumps(context.prepare(fold, tools))) for fold in folds]
+    whole: list[float] = []
+    for _ in range(VIEW_SAMPLES // 10):  # the uncompacted request, for comparison
+        t0 = time.perf_counter()
+        json.dumps([{"role": "system", "content": context.system}, *folds[0].messages])
+        whole.append(time.perf_counter() - t0)
+    said = (
+        f"requests of {sizes[0]:,} and {sizes[1]:,} B; uncompacted, step {steps}'s would be "
+        f"{len(json.dumps(folds[0].messages)):,} B and take "
+        f"{Spread.of(whole).median * 1000:.2f} ms to encode"
+    )
+    return Spread.of(samples[0]), Spread.of(samples[1]), said
 
 
 def _script(steps: int) -> str:
@@ -84,9 +120,19 @@ def compaction_turn(b: Bench) -> list[Figure]:
     early = Spread.of(per_step[10 : 10 + SAMPLES])
     late = Spread.of(per_step[steps - SAMPLES : steps])
     uncompacted = sum(len(json.dumps(m)) for m in turn.transcript.messages)
+    built, built_early, said = _view_costs(events, steps, turn.context)
     return [
         Figure(
-            f"one step at step {steps} (model view + commits + tool)",
+            f"what the model is sent, built at step {steps}",
+            "s",
+            built,
+            "the same at step 10",
+            built_early,
+            goal="≤ 1.5",
+            note=f"Context.prepare on the fold, JSON-encoded, samples interleaved; {said}",
+        ),
+        Figure(
+            f"one whole step at step {steps} (model view + commits + tool)",
             "s",
             late,
             "the same at step 10",
@@ -103,5 +149,5 @@ def compaction_turn(b: Bench) -> list[Figure]:
                 "last_sent_bytes": model.sent[-1],
                 "transcript_bytes": uncompacted,
             },
-        )
+        ),
     ]
