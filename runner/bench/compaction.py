@@ -5,7 +5,10 @@ reads a file at every step, against the bench's server, with a 4k-token window. 
 fake model encodes what it is sent as JSON at every call, as a provider's SDK does, so a
 view that grew with the transcript would show in the step time. With compaction the
 view stays within the window and the step at 500 costs what the step at 10 does.
-Medians over 40 steps each; steps that compacted count too (they are the price).
+Two figures: building what the model is sent at step 500 and at step 10 (each folded
+from the committed events, prepared and encoded, the samples interleaved so the
+machine's load weighs on both alike), and the whole step as the turn ran (medians over
+40 steps each; steps that compacted count too, they are the price; noisier).
 """
 
 from __future__ import annotations
