@@ -221,12 +221,28 @@ class Summariser:
         return Reply("what happened so far", [], Usage(1234, 56))
 
 
-def compactor(model: Any, window: int, committed: list[Event], t: Transcript) -> Context:
+class Deltas:
+    """What a follower would be told meanwhile (the attempt's DeltaWriter in a worker)."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+        self.begun: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def begin(self, after: str) -> None:
+        self.begun.append(after)
+
+
+def compactor(
+    model: Any, window: int, committed: list[Event], t: Transcript, sink: Any = None
+) -> Context:
     def commit(events: list[Event]) -> None:
         committed.extend(events)
-        t.add(events)
+        t.add(events, last_id=f"{len(committed)}-0")
 
-    return Context(model, SYSTEM, Limits.of(window), commit, Stop(5))
+    return Context(model, SYSTEM, Limits.of(window), commit, Stop(5), sink or Deltas())
 
 
 def test_prepare_compacts_commits_and_a_fresh_fold_sends_the_same() -> None:
@@ -234,9 +250,15 @@ def test_prepare_compacts_commits_and_a_fresh_fold_sends_the_same() -> None:
     t = Transcript.fold(events)
     committed: list[Event] = []
     model = Summariser()
-    context = compactor(model, 8192, committed, t)
+    deltas = Deltas()
+    context = compactor(model, 8192, committed, t, deltas)
     sent = context.prepare(t, [ToolSpec("shell", "Run a command")])
     assert [e.type for e in committed] == ["compaction", "usage"]
+    # Followers were told, and the next call's deltas come after the compaction.
+    assert len(deltas.notes) == 1 and deltas.notes[0].startswith(
+        "compacting: summarising messages 1-"
+    )
+    assert deltas.begun == ["2-0"]
     compaction = committed[0]
     assert isinstance(compaction, CompactionEvent) and compaction.summary == "what happened so far"
     assert model.calls[0][1] == []  # the summarising call offers no tools
