@@ -323,10 +323,9 @@ class Turn:
         return self.store.events(self.run_id)
 
     def _open_context(self) -> Context:
-        store, run_id = self.store, self.run_id
         return Context.open(
-            store,
-            run_id,
+            self.store,
+            self.run_id,
             self.model,
             self.settings,
             self._commit,
