@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import re
 
+from runner.context import MAX_WINDOW, MIN_WINDOW
 from runner.errors import BadInput
 from runner.keys import check_session
 from runner.settings import QUEUE_PATTERN
 
-__all__ = ["check_queue", "check_session", "check_text", "decode_text"]
+__all__ = ["check_queue", "check_session", "check_text", "check_window", "decode_text"]
 
 MAX_SHOWN = 40  # a rejected name is echoed back at most this long
 
@@ -56,3 +57,12 @@ def check_text(text: str, what: str, limit: int) -> str:
     if size > limit:
         raise BadInput(f"{what} is over the limit of {limit} bytes (RUNNER_MAX_PROMPT_BYTES)")
     return text
+
+
+def check_window(tokens: int) -> int:
+    """``tokens`` if it is a plausible context window (``--context-tokens``), else BadInput."""
+    if isinstance(tokens, bool) or not isinstance(tokens, int):
+        raise BadInput("the context window must be a whole number of tokens")
+    if not MIN_WINDOW <= tokens <= MAX_WINDOW:
+        raise BadInput(f"context tokens must be {MIN_WINDOW} to {MAX_WINDOW}, not {tokens}")
+    return tokens

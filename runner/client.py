@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from runner import budgets, parking, queueing, sessions
+from runner import budgets, parking, prompts, queueing, sessions
 from runner.budgets import Adds
-from runner.checks import check_queue, check_session, check_text, decode_text
+from runner.checks import check_queue, check_session, check_text, check_window, decode_text
 from runner.errors import BadInput, WrongState
 from runner.events import (
     TERMINAL,
@@ -24,6 +24,7 @@ from runner.events import (
 )
 from runner.fairness import priority_queue
 from runner.keys import check_run_id, check_tenant, new_run_id
+from runner.prompts import DEFAULT_SYSTEM
 from runner.providers import check_model_spec
 from runner.reader import STREAM_ID, RunReader, _boundary
 from runner.settings import Settings, load_settings
@@ -69,6 +70,8 @@ class Submission:
     if_busy: str = "queue"  # the session's turn before is live: queue behind it, or reject
     key: str = ""  # the fairness key (tenant): RUNNER_KEY_CONCURRENCY turns at once (issue 17)
     priority: str = "normal"  # high | normal | low: which of the queue's three it goes to
+    system: str | None = None  # the system prompt (None: runner.prompts.DEFAULT_SYSTEM)
+    context_tokens: int | None = None  # the model's context window (None: RUNNER_CONTEXT_TOKENS)
 
 
 def open_client(settings: Settings | None = None) -> Client:
@@ -119,6 +122,9 @@ class Client(RunReader):
             fields["prev"] = plan.prev
             first[0] = StatusEvent(status=Status.QUEUED, reason=plan.reason)
         self.notes = (plan.note,) if plan.note else ()
+        system = DEFAULT_SYSTEM if sub.system is None else sub.system
+        ttl_ms = self.settings.retention_seconds * 1000
+        prompts.save_system(self.redis, self.keys.system(run_id), system, ttl_ms)
         self.store.create(run_id, fields, first, sub.script, session=sub.session)
         # If this enqueue is lost, the sweeper finds a queued run that no queue holds.
         if not plan.held or sessions.ended(self.store, plan.prev):
@@ -145,8 +151,10 @@ class Client(RunReader):
             check_session(sub.session)
         if sub.if_busy not in ("queue", "reject"):
             raise BadInput(f"--if-busy must be queue or reject, not {sub.if_busy[:20]!r}")
+        if sub.system is not None:
+            check_text(sub.system, "the system prompt", cfg.max_prompt_bytes)
         extra = {"key": check_tenant(sub.key)} if sub.key else {}
-        return {
+        fields = {
             **extra,
             "queue": priority_queue(queue, sub.priority),
             "model": model,
@@ -155,6 +163,10 @@ class Client(RunReader):
             "title": " ".join(sub.prompt.split())[:TITLE_CHARS],
             **budgets.record_fields(sub, cfg),
         }
+        window = cfg.context_tokens if sub.context_tokens is None else sub.context_tokens
+        if window is not None:
+            fields["context_tokens"] = str(check_window(window))
+        return fields
 
     def _check_script(self, script: str) -> None:
         from runner.script import parse_script

@@ -113,6 +113,28 @@ class WorkspaceEvent(_Event):
     skipped: list[str] | None = None
 
 
+class CompactionEvent(_Event):
+    """The turn outgrew the model's context window (issue 13): what its view now omits.
+
+    Changes only what the model is sent, never the stream. ``summary`` (when set)
+    replaces every message before the last ``keep`` ones that precede this event;
+    ``trimmed`` names tool outputs shown cut to ``trim_bytes`` (head and tail), as
+    positions counted back from this event (1 = the message just before it). Positions
+    are relative so the fold means the same wherever the stream starts. ``replaced``,
+    ``tokens_before``, ``tokens_after`` and ``window`` are for people reading it.
+    """
+
+    type: Literal["compaction"] = "compaction"
+    summary: str | None = None
+    keep: int = 0
+    trimmed: list[int] | None = None
+    trim_bytes: int = 0
+    replaced: int = 0
+    tokens_before: int = 0
+    tokens_after: int = 0
+    window: int = 0
+
+
 class DeltaEvent(_Event):
     """What is in flight between commits: streamed text or tool-call arguments, a note.
 
@@ -136,7 +158,8 @@ class DeltaEvent(_Event):
 # The one union of every event type, discriminated on ``type``. A new event type is one
 # model above plus its name here (and one renderer in runner/cli/render.py).
 Event = Annotated[
-    StatusEvent | MessageEvent | UsageEvent | WorkspaceEvent, Field(discriminator="type")
+    StatusEvent | MessageEvent | UsageEvent | WorkspaceEvent | CompactionEvent,
+    Field(discriminator="type"),
 ]
 _adapter: TypeAdapter[Event] = TypeAdapter(Event)
 _ENVELOPE = frozenset({"v", "id", "ts", "epoch", "type"})

@@ -28,7 +28,10 @@ SESSION_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 TENANT_PATTERN = SESSION_PATTERN  # submit --key (issue 17): the same alphabet as a session
 
 # A run's own keys (the Keys method of each name takes the run id); they expire together.
-RUN_KEYS = ("record", "events", "lease", "inbox", "script", "manifest", "blobs", "history")
+RUN_KEYS = (
+    *("record", "events", "lease", "inbox", "script", "manifest", "blobs"),
+    *("history", "system"),
+)
 # Global keys (Keys properties), then the session's own set (present only when the run
 # belongs to a session: the last slots, so the others never move), then the record of
 # the session's newest turn (session_turn.lua only, runner.sessions).
@@ -121,6 +124,10 @@ class Keys:
     def history(self, run_id: str) -> str:
         """String: JSON list of the messages a session turn or fork continues (runner.sessions)."""
         return self._run(run_id, "history")
+
+    def system(self, run_id: str) -> str:
+        """String: the run's system prompt, resolved at submit time (issue 13)."""
+        return self._run(run_id, "system")
 
     def deltas(self, run_id: str) -> str:
         """Stream: the run's in-flight output (deltas), capped and short-lived; never read

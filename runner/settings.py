@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     queue: str = Field(default="default", pattern=QUEUE_PATTERN)
     model: str = Field(default="scripted", min_length=1)
     max_steps: int = Field(default=50, ge=1, le=100_000)
+    # issue 13: the model's context window in tokens (unset: the provider's table, else
+    # 32k); runner.context has the same bounds.
+    context_tokens: int | None = Field(default=None, ge=1024, le=10_000_000)
     max_prompt_bytes: int = Field(default=256 * 1024, ge=1)
     max_script_bytes: int = Field(default=1024 * 1024, ge=1)
     lease_seconds: float = Field(default=15.0, ge=1.0, allow_inf_nan=False)

@@ -13,14 +13,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.events import Event, MessageEvent, Status, StatusEvent, ToolCallOut, to_openai
+from runner.context import View
+from runner.events import (
+    CompactionEvent,
+    Event,
+    MessageEvent,
+    Status,
+    StatusEvent,
+    ToolCallOut,
+    UsageEvent,
+    to_openai,
+)
 
 
 @dataclass
 class Transcript:
     """The state folded from a run's events, oldest first.
 
-    - ``messages``: the chat the model is sent (OpenAI shape).
+    - ``messages``: every message of the chat (OpenAI shape); what the model is sent is
+      ``model_view(system)``, folded in ``view`` (runner/context.py: compactions).
     - ``own_steps``: assistant messages this run committed (the scripted model's step
       index and what ``max_steps`` counts).
     - ``pending``: tool calls of the last assistant message that have no result yet.
@@ -36,6 +47,8 @@ class Transcript:
     requeue_reason: str = ""
     seen: int = 0
     last_id: str = "-"
+    view: View = field(default_factory=View)
+    _answered: bool = False  # the last event folded was an assistant message
 
     @classmethod
     def fold(cls, events: Iterable[Event], history: Iterable[dict[str, Any]] = ()) -> Transcript:
@@ -58,16 +71,28 @@ class Transcript:
             self.seen += 1
             if event.id:
                 self.last_id = event.id
+            answered, self._answered = self._answered, False
             if isinstance(event, MessageEvent):
                 self._message(event)
             elif isinstance(event, StatusEvent) and event.status is Status.QUEUED:
                 self.requeue_reason = event.reason or ""
+            elif isinstance(event, UsageEvent) and answered:
+                self.view.usage(len(self.messages), event.input_tokens + event.output_tokens)
+            elif isinstance(event, CompactionEvent):
+                self.view.compaction(self.messages, event)
         if last_id is not None:
             self.last_id = last_id
 
+    def model_view(self, system: str) -> list[dict[str, Any]]:
+        """What the model is sent: ``system``, the latest compaction summary, the rest."""
+        return self.view.build(self.messages, system)
+
     def _message(self, event: MessageEvent) -> None:
-        self.messages.append(to_openai(event))
+        message = to_openai(event)
+        self.messages.append(message)
+        self.view.message(message)
         if event.role == "assistant":
+            self._answered = True
             self.own_steps += 1
             self.pending = list(event.tool_calls or [])
         elif event.role == "tool":

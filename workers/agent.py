@@ -40,6 +40,7 @@ from runner.transcript import Transcript
 from runner.workspace import manifest as ws_manifest
 from runner.workspace.blobs import open_blobs
 from runner.workspace.checkpoint import Checkpoint
+from workers.compactor import Context
 from workers.gate import Gate
 from workers.providers import Interrupted, Model, Reply, ToolCall
 from workers.stop import Stop
@@ -105,6 +106,7 @@ class Turn:
         )
         self.transcript = Transcript()
         self.gate = Gate(settings, max_steps)  # budgets and approvals (workers/gate.py)
+        self.context: Context  # opened with the transcript, at the start of the attempt
         self.inbox = 0  # messages waiting in the inbox, as the last commit reported
         self.replication = replication.for_settings(settings, store.redis)  # WAIT (issue 17)
         # Built once: it wraps every commit, the hot path of a turn.
@@ -135,6 +137,7 @@ class Turn:
             events = self._retrying(self._read_all)
             self.transcript = Transcript.fold(events, history)
             self.gate.load(self._retrying(lambda: self.store.get(self.run_id)), events)
+            self.context = self._retrying(self._open_context)
             self._restore(events)
             ended = self._repair()
             if ended is not None:
@@ -161,18 +164,19 @@ class Turn:
             if self.inbox:
                 self._take_inbox()
             self.deltas.begin(self.transcript.last_id)
-            called = time.monotonic()
+            tools = tool_specs()
             try:
+                # What the model is sent; compacted and committed first if it would not fit.
+                messages = self.context.prepare(self.transcript, tools)
+                called = time.monotonic()
                 with tracing.span("model call", step=self.transcript.own_steps):
                     reply = self.model.complete(
-                        self.transcript.messages,
-                        tool_specs(),
-                        self.stop,
-                        step=self.transcript.own_steps,
-                        sink=self.deltas,
+                        messages, tools, self.stop, step=self.transcript.own_steps, sink=self.deltas
                     )
             except Interrupted:
                 return self._stopped()
+            except (StaleEpoch, redis.RedisError):
+                raise  # a compaction's commit: fenced, or an outage, as for any commit
             except Exception as exc:
                 log.exception("model call failed", extra=self.fields)
                 return Outcome(Status.FAILED, "model error", f"{type(exc).__name__}: {exc}")
@@ -368,6 +372,18 @@ class Turn:
 
     def _read_all(self) -> list[Event]:
         return self.store.events(self.run_id)
+
+    def _open_context(self) -> Context:
+        return Context.open(
+            self.store,
+            self.run_id,
+            self.model,
+            self.settings,
+            self._commit,
+            self.stop,
+            sink=self.deltas,
+            fields=self.fields,
+        )
 
     def _retrying(self, fn: Callable[[], T]) -> T:
         result: T = self._retry(fn)

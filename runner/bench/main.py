@@ -8,6 +8,7 @@ from collections.abc import Callable
 from importlib.util import find_spec
 
 from runner.bench.commits import Transcript, commit_cost, growth
+from runner.bench.compaction import compaction_turn
 from runner.bench.context import Bench, Plan
 from runner.bench.fleet import fleet
 from runner.bench.follow import follow_latency
@@ -71,6 +72,7 @@ def _sections(b: Bench) -> dict[str, list[Figure]]:
         ("workspace", "workspace checkpoints and restore", lambda: workspace_costs(b)),
         ("fleet", "fleet: 8 turn processes, the sweeper, WAIT", lambda: fleet(b)),
         ("live", "live output: delta latency and writes", lambda: live_output(b)),
+        ("compaction", "a 500-step turn on a 4k window", lambda: compaction_turn(b)),
     ]
     if find_spec("sse_starlette") is not None:  # issue 15: needs the serve extra
         steps.append(("sse", "SSE latency and 100 followers", lambda: sse_latency(b)))

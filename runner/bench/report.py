@@ -27,6 +27,7 @@ TITLES = {
     "recovery": "6 recovery",
     "memory": "7 memory",
     "live": "live output",
+    "compaction": "compaction",
 }
 
 

@@ -20,7 +20,15 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from runner.events import Event, MessageEvent, Status, StatusEvent, UsageEvent, WorkspaceEvent
+from runner.events import (
+    CompactionEvent,
+    Event,
+    MessageEvent,
+    Status,
+    StatusEvent,
+    UsageEvent,
+    WorkspaceEvent,
+)
 from runner.store import RunRecord
 
 TOOL_OUTPUT_LINES = 12
@@ -129,7 +137,10 @@ def events(console: Console, batch: Sequence[Event]) -> None:
 
 
 def is_answer(ev: Event | None) -> bool:
-    return isinstance(ev, MessageEvent) and ev.role == "assistant"
+    """Whether ``ev`` came from a model call (its usage event follows it)."""
+    return isinstance(ev, CompactionEvent) or (
+        isinstance(ev, MessageEvent) and ev.role == "assistant"
+    )
 
 
 def event_text(ev: Event) -> Text:
@@ -189,6 +200,22 @@ def _workspace(stamp: Text, ev: WorkspaceEvent) -> Text:
     return text
 
 
+def _compaction(stamp: Text, ev: CompactionEvent) -> Text:
+    """What the model's view lost: how many messages the summary replaced, what was trimmed."""
+    done = []
+    if ev.summary is not None:
+        done.append(f"{ev.replaced} messages summarised, {ev.keep} kept")
+    if ev.trimmed:
+        done.append(f"{len(ev.trimmed)} tool outputs trimmed")
+    text = stamp + Text("compaction: ", "bold yellow")
+    text.append(", ".join(done) or "nothing changed")
+    text.append(f" (~{ev.tokens_before:,} → ~{ev.tokens_after:,} of {ev.window:,} tokens)", "dim")
+    if ev.summary:
+        text.append("\n")
+        text.append(trim(visible(ev.summary)), "dim")
+    return text
+
+
 def _unknown(stamp: Text, ev: Any) -> Text:
     return stamp + Text(f"({visible(str(ev.type))} event)", "dim")
 
@@ -199,6 +226,7 @@ RENDERERS: dict[str, Callable[[Text, Any], Text]] = {
     "message": _message,
     "usage": _usage,
     "workspace": _workspace,
+    "compaction": _compaction,
 }
 
 

@@ -41,6 +41,13 @@ def _read_file(path: str, what: str, limit: int) -> str:
     return decode_text(data, f"{what} {path}", limit)
 
 
+def _system(value: str | None, limit: int) -> str | None:
+    """``--system``: the text itself, or the contents of FILE when given as ``@FILE``."""
+    if value is not None and value.startswith("@"):
+        return _read_file(value[1:], "system prompt file", limit)
+    return value
+
+
 def upload_progress() -> Callable[[int, int], None]:
     """A progress line on stderr for an upload (shown only when there is much to send)."""
     shown = {"last": -1}
@@ -123,6 +130,16 @@ def upload_progress() -> Callable[[int, int], None]:
     default="normal",
     help="Workers take high before normal before low (queues Q:high, Q, Q:low).",
 )
+@click.option(
+    "--system",
+    metavar="TEXT|@FILE",
+    help="The system prompt, or @FILE to read it; stored with the run (default: runner's own).",
+)
+@click.option(
+    "--context-tokens",
+    type=click.IntRange(1024, 10_000_000),
+    help="The model's context window; the turn compacts to fit it. [RUNNER_CONTEXT_TOKENS]",
+)
 @click.option("--follow", is_flag=True, help="Follow the run after submitting it.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"id": ...} as JSON.')
 @guarded
@@ -143,6 +160,8 @@ def submit(
     workspace: str,
     tenant: str,
     priority: str,
+    system: str | None,
+    context_tokens: int | None,
     follow: bool,
     as_json: bool,
 ) -> None:
@@ -172,6 +191,8 @@ def submit(
             if_busy=if_busy,
             key=tenant,
             priority=priority,
+            system=_system(system, cfg.max_prompt_bytes),
+            context_tokens=context_tokens,
         ),
         upload_progress() if workspace else None,
     )

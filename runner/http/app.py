@@ -267,6 +267,7 @@ def submission(body: dict[str, Any]) -> Submission:
         *("prompt", "model", "queue", "max_steps", "script", "session", "key", "priority"),
         *LIMITS,
         "approve",
+        *("system", "context_tokens"),  # issue 13
     }
     unknown = sorted(set(body) - known)
     if unknown:
@@ -274,7 +275,7 @@ def submission(body: dict[str, Any]) -> Submission:
     prompt = body.get("prompt")
     if not isinstance(prompt, str):
         raise BadInput('give the prompt as {"prompt": "..."}')
-    for name in ("model", "queue", "script", "session", "key", "priority"):
+    for name in ("model", "queue", "script", "session", "key", "priority", "system"):
         if body.get(name) is not None and not isinstance(body[name], str):
             raise BadInput(f"{name} must be a string")
     steps = body.get("max_steps")
@@ -294,6 +295,8 @@ def submission(body: dict[str, Any]) -> Submission:
         **limits_from_json(body),
         key=body.get("key") or "",
         priority=body.get("priority") or "normal",
+        system=body.get("system"),
+        context_tokens=body.get("context_tokens"),  # checked by the client (check_window)
     )
 
 

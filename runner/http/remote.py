@@ -78,6 +78,8 @@ class RemoteClient(Client):
             "max_time": sub.max_time,
             "max_tool_calls": sub.max_tool_calls,
             "approve": list(sub.approve),
+            "system": sub.system,
+            "context_tokens": sub.context_tokens,
         }
         if sub.key or sub.priority != "normal":  # issue 17: only when given
             body.update(key=sub.key, priority=sub.priority)

@@ -26,6 +26,7 @@ SECTIONS = (
     "workspace",
     "fleet",
     "live",
+    "compaction",
     "sse",
 )
 

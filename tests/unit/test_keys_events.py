@@ -11,6 +11,7 @@ import pytest
 from runner.errors import BadInput, CorruptEvent
 from runner.events import (
     SCHEMA_VERSION,
+    CompactionEvent,
     Event,
     MessageEvent,
     Status,
@@ -83,8 +84,8 @@ def test_non_string_id_is_rejected() -> None:
 def test_one_runs_keys_share_one_hash_tag() -> None:
     run_id = new_run_id()
     keys = Keys("pfx").run_keys(run_id)
-    # record, events, lease, inbox, script, manifest, blobs, history
-    assert len(keys) == len(set(keys)) == 8
+    # record, events, lease, inbox, script, manifest, blobs, history, system
+    assert len(keys) == len(set(keys)) == len(RUN_KEYS) == 9
     tags = {re.search(r"\{([^}]*)\}", k).group(1) for k in keys}  # type: ignore[union-attr]
     assert tags == {run_id}
     assert all(k.startswith("pfx:run:{") for k in keys)
@@ -138,6 +139,8 @@ EVENTS = [
     MessageEvent(role="tool", content="out\n", tool_call_id="c1", name="shell"),
     UsageEvent(input_tokens=10, output_tokens=3, cost=0.25),
     UsageEvent(input_tokens=1, output_tokens=0),
+    CompactionEvent(summary="did a, b", keep=4, trimmed=[2, 6], trim_bytes=900, window=8192),
+    CompactionEvent(trimmed=[1], trim_bytes=100),
 ]
 
 

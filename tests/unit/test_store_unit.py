@@ -31,6 +31,7 @@ from runner.errors import (
 )
 from runner.events import MessageEvent, Status, StatusEvent
 from runner.keys import RUN_KEYS, SCRIPT_KEYS, Keys, new_run_id
+from runner.prompts import save_system
 from runner.settings import Settings
 from runner.store import Beat, RunStore, key_names
 from workers import sweeper
@@ -165,7 +166,10 @@ def test_commit_moves_updated_ms_and_the_index(store: RunStore) -> None:
 
 def test_every_key_of_a_cancelled_run_expires(store: RunStore) -> None:
     run_id = new_run_id()
+    # The client stores the system prompt just before create, which makes it permanent.
+    save_system(store.redis, store.keys.system(run_id), "be brief", 1000)
     store.create(run_id, {"queue": "q", "model": "m"}, [StatusEvent(status=Status.QUEUED)], "{}")
+    assert store.redis.pttl(store.keys.system(run_id)) == -1
     store.send(run_id, "unread")
     store.cancel(run_id)
     # A queued run holds no lease; a run without a workspace has no manifest or blobs

@@ -2,6 +2,11 @@
 
 A model call is a safe point: when a stop is requested while the model thinks, the call
 is abandoned with :class:`Interrupted` and nothing is committed for it.
+
+Optional hooks a provider may have (``workers/compactor.py`` looks them up with
+``getattr``; see :class:`ContextHooks`): ``context_window(model)``, its models' windows;
+``reports_usage`` (False: its usage is an estimate, so the shared estimate counts
+instead); ``summarise(request, stop, sink=...)``, its own compaction answer.
 """
 
 from __future__ import annotations
@@ -117,4 +122,14 @@ class Model(Protocol):
         ``step`` is this run's own step count (its committed assistant messages);
         what the model streams goes to ``sink`` as it arrives.
         """
+        ...
+
+
+class ContextHooks(Protocol):
+    """The optional hooks of a provider that compaction uses (none is required)."""
+
+    reports_usage: bool  # whether a Reply's usage is what the provider counted
+
+    def context_window(self, model: str) -> int | None:
+        """The context window of ``model`` in tokens; None when it is not known."""
         ...

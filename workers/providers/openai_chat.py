@@ -37,6 +37,28 @@ _TRANSIENT = (
     httpx2.TransportError,  # the connection dropped mid-stream: the call starts over
 )
 MAX_RETRY_AFTER = 60.0  # a server's Retry-After is honoured up to this many seconds
+# Context windows (tokens) by model-name prefix, the longest prefix first; a model not
+# listed (a compatible server's own) needs RUNNER_CONTEXT_TOKENS or gets the default.
+CONTEXT_WINDOWS = (
+    ("gpt-4.1", 1_047_576),
+    ("gpt-4o", 128_000),
+    ("gpt-4-turbo", 128_000),
+    ("gpt-4-32k", 32_768),
+    ("gpt-4", 8_192),
+    ("gpt-3.5-turbo", 16_385),
+    ("gpt-5", 400_000),
+    ("o4-mini", 200_000),
+    ("o3", 200_000),
+    ("o1", 200_000),
+)
+
+
+def context_window(model: str) -> int | None:
+    """The context window of an OpenAI model by name, if it is in the table."""
+    for prefix, window in CONTEXT_WINDOWS:
+        if model == prefix or model.startswith(prefix + "-"):
+            return window
+    return None
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
@@ -192,6 +214,10 @@ class OpenAIModel:
             settings.openai_base_url,
             api_key=key.get_secret_value() if key is not None else None,
         )
+
+    def context_window(self, model: str) -> int | None:
+        """The window of ``model`` (the compaction hook; see ``CONTEXT_WINDOWS``)."""
+        return context_window(model)
 
     def _get_client(self) -> Any:
         if self._client is None:

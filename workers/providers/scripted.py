@@ -10,11 +10,14 @@ import signal
 from collections.abc import Sequence
 from typing import Any
 
+from runner.compaction import SummaryRequest, describe
+from runner.context import estimate, estimate_text
 from runner.script import Script
 from workers.providers.base import NULL_SINK, Interrupted, Reply, Sink, ToolCall, ToolSpec, Usage
 from workers.stop import Stop
 
 MIN_CHUNK_SECONDS = 0.02  # a scripted stream sends a chunk at most this often
+NO_WINDOW = 1_000_000  # tokens: in effect no limit, unless one is set for the run
 
 
 def chunks(content: str, sleep: float) -> list[str]:
@@ -39,8 +42,23 @@ class ScriptedModel:
     ends (and a session's earlier turns do not count).
     """
 
+    # Its usage is made up (see _reply), so compaction counts with the shared estimate.
+    reports_usage = False
+
     def __init__(self, script: Script) -> None:
         self.script = script
+
+    def context_window(self, model: str) -> int | None:
+        """No window of its own: RUNNER_CONTEXT_TOKENS (or --context-tokens) gives it one."""
+        return NO_WINDOW
+
+    def summarise(self, request: SummaryRequest, stop: Stop, *, sink: Sink = NULL_SINK) -> Reply:
+        """A compaction's summary: deterministic, naming what it replaces; not a script step."""
+        if stop.requested.is_set():
+            raise Interrupted
+        summary = describe(request)
+        tokens = sum(estimate(m) for m in request.messages)
+        return Reply(summary, [], Usage(tokens, estimate_text(summary), cost=0.0))
 
     def complete(
         self,
