@@ -41,7 +41,8 @@ from runner.workspace.blobs import open_blobs
 from runner.workspace.checkpoint import Checkpoint
 from workers.providers import Interrupted, Model, Reply
 from workers.stop import Stop
-from workers.tools import TOOLS, ToolContext, run_tool
+from workers.tools import ToolContext, mcp_servers, run_tool
+from workers.tools import get as get_tool
 from workers.tools import specs as tool_specs
 
 log = logging.getLogger("runner.agent")
@@ -99,6 +100,8 @@ class Turn:
             output_bytes=settings.tool_output_bytes,
             progress=self.deltas.note,
             progress_after=settings.tool_progress_seconds,
+            run_id=run_id,
+            extra=mcp_servers(settings, workspace, stop, self.deltas.note),
         )
         self.transcript = Transcript()
         self.inbox = 0  # messages waiting in the inbox, as the last commit reported
@@ -117,6 +120,7 @@ class Turn:
         try:
             return self._run()
         finally:
+            self.tools.close()  # the attempt's MCP servers end with it
             self.deltas.close()
 
     def _run(self) -> Outcome:
@@ -151,7 +155,7 @@ class Turn:
                 with tracing.span("model call", step=self.transcript.own_steps):
                     reply = self.model.complete(
                         self.transcript.messages,
-                        tool_specs(),
+                        tool_specs(self.tools),
                         self.stop,
                         step=self.transcript.own_steps,
                         sink=self.deltas,
@@ -177,7 +181,7 @@ class Turn:
                     return self._stopped()
                 self.deltas.begin(self.transcript.last_id)  # its progress notes
                 with tracing.span("tool call", tool=call.name, call=call.id):
-                    result = run_tool(call.name, call.arguments, self.tools)
+                    result = run_tool(call.name, call.arguments, self.tools, call.id)
                 self.deltas.discard()
                 self._commit_tool(call.id, call.name, result.content)
                 if result.interrupted:
@@ -209,10 +213,10 @@ class Turn:
         for call in list(self.transcript.pending):
             if self.stop.hurry.is_set():
                 return
-            tool = TOOLS.get(call.name)
+            tool = get_tool(call.name, self.tools)
             if tool is not None and tool.idempotent:
                 log.info("re-running idempotent tool", extra={**self.fields, "tool": call.name})
-                content = run_tool(call.name, dict(call.arguments), self.tools).content
+                content = run_tool(call.name, dict(call.arguments), self.tools, call.id).content
             else:
                 content = self._interrupted_note()
             self._commit_tool(call.id, call.name, content)

@@ -93,7 +93,7 @@ def _spawn(argv: list[str]) -> int:
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             for sig in (*_STOP_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ):
                 signal.signal(sig, signal.SIG_DFL)
-            os.execv(argv[0], argv)
+            os.execvp(argv[0], argv)  # PATH is the one the command was given
         except BaseException as exc:
             os.write(2, f"cannot run {argv[0]}: {exc}\n".encode())
         os._exit(127)
