@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 server = MCPServer("demo")
 
@@ -21,8 +22,8 @@ server = MCPServer("demo")
 @server.tool()
 def whoami(note: str, ctx: Context) -> str:
     """Where this server runs and what it was told."""
-    meta = ctx.request_context.meta
-    effect = (meta.model_extra or {}).get("runner/effect_id") if meta is not None else None
+    meta = ctx.request_context.meta or {}
+    effect = meta.get("runner/effect_id")
     report: dict[str, Any] = {
         "note": note,
         "cwd": os.getcwd(),
@@ -46,8 +47,8 @@ def hang(seconds: float = 120) -> str:
 
 @server.tool()
 def fail(why: str) -> str:
-    """Always fails."""
-    raise ValueError(f"refused: {why}")
+    """Always fails, as a tool error the model reads."""
+    raise ToolError(f"refused: {why}")
 
 
 if __name__ == "__main__":

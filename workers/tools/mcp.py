@@ -54,9 +54,11 @@ T = TypeVar("T")
 
 EFFECT_META_KEY = "runner/effect_id"
 INSTALL_HINT = "RUNNER_MCP_CONFIG is set but the mcp SDK is missing: pip install 'runner[mcp]'"
-START_SECONDS = 30.0  # for a server to start and list its tools
+START_SECONDS = 60.0  # for a server to start and list its tools (a loaded host is slow)
 PING_SECONDS = 5.0  # for a server to answer the ping before each call
-CLOSE_SECONDS = 6.0  # stdio_client's own bound: 2 s after stdin closes, 2 after SIGTERM
+# At the end of an attempt, how long servers get to exit after their stdin closes (the
+# SDK then SIGTERMs them) before the loop's thread ends, which SIGTERMs their reapers.
+CLOSE_SECONDS = 3.0
 RETRY_FIRST, RETRY_MAX = 2.0, 60.0  # pause before starting again a server that failed
 POLL_SECONDS = 0.05
 _STDERR_TAIL = 400
@@ -102,17 +104,36 @@ class _Server:
     task: asyncio.Task[None] | None = None
     stderr: TextIO | None = None
 
-    def stderr_tail(self) -> str:
-        """The last line(s) the server wrote to its stderr, for an error message."""
+    def stderr_size(self) -> int:
+        """How much the server wrote to its stderr so far."""
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            return os.fstat(self.stderr.fileno()).st_size  # type: ignore[union-attr]
+        return 0
+
+    def stderr_tail(self, since: int = 0) -> str:
+        """The last line the server wrote to its stderr after offset ``since``, or ''."""
         if self.stderr is None:
             return ""
         with contextlib.suppress(OSError, ValueError):
             fd = self.stderr.fileno()
-            size = os.fstat(fd).st_size
-            data = os.pread(fd, _STDERR_TAIL, max(size - _STDERR_TAIL, 0))
+            start = max(os.fstat(fd).st_size - _STDERR_TAIL, since)
+            data = os.pread(fd, _STDERR_TAIL, start)
             lines = data.decode("utf-8", "replace").strip().splitlines()
             return lines[-1].strip() if lines else ""
         return ""
+
+
+def _start_error(exc: BaseException) -> str:
+    """Why a server did not start, in one line."""
+    from mcp import MCPError
+    from mcp_types import CONNECTION_CLOSED
+
+    leaf = exc
+    while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
+        leaf = leaf.exceptions[0]
+    if isinstance(leaf, MCPError) and leaf.error.code == CONNECTION_CLOSED:
+        return "it exited before it answered"
+    return _describe(exc)
 
 
 def _describe(exc: BaseException) -> str:
@@ -172,11 +193,14 @@ class McpHub:
         if loop is None or thread is None:
             return
         future = asyncio.run_coroutine_threadsafe(self._stop_all(), loop)
+        left = self.stop.time_left()  # under a handoff or a cancel, no more than it has
         with contextlib.suppress(Exception):
-            future.result(CLOSE_SECONDS + 1)
+            future.result(CLOSE_SECONDS if left is None else min(CLOSE_SECONDS, left))
+        # Ending the thread that started the reapers is their death signal: any server
+        # still stopping is killed with everything it started.
         loop.call_soon_threadsafe(loop.stop)
         thread.join(2)
-        if not thread.is_alive():
+        if future.done() and not thread.is_alive():
             loop.close()
 
     # -- calls --------------------------------------------------------------------------
@@ -200,6 +224,7 @@ class McpHub:
         from mcp_types import CONNECTION_CLOSED
 
         session = await self._session(srv)
+        mark = srv.stderr_size()
         meta = {EFFECT_META_KEY: ctx.effect_id} if ctx.effect_id else None
         try:
             result = await session.call_tool(
@@ -211,7 +236,7 @@ class McpHub:
         except MCPError as exc:
             if exc.error.code != CONNECTION_CLOSED:
                 raise ToolError(f"MCP server {srv.name}: {exc.error.message}") from None
-            why = await self._lost(srv, "died during the call")
+            why = await self._lost(srv, "died during the call", mark)
             raise ToolError(f"{why}; it is started again for the next call") from None
         except TimeoutError:
             why = f"MCP server {srv.name} did not answer within {ctx.timeout:g} s"
@@ -222,19 +247,20 @@ class McpHub:
     async def _session(self, srv: _Server) -> ClientSession:
         """A live session with ``srv``: pinged, or started (again) if it is not running."""
         if srv.session is not None:
+            mark = srv.stderr_size()
             try:
                 await asyncio.wait_for(srv.session.send_ping(), PING_SECONDS)
             except Exception:
-                await self._lost(srv, "stopped answering")
+                await self._lost(srv, "had stopped (it did not answer a ping)", mark)
         if srv.session is None:
             await self._start(srv)
         if srv.session is None:
             raise ToolError(f"MCP server {srv.name} is not running: {srv.error}")
         return srv.session
 
-    async def _lost(self, srv: _Server, what: str) -> str:
+    async def _lost(self, srv: _Server, what: str, since: int = 0) -> str:
         """Shut a dead server's transport down; the note that says so."""
-        tail = srv.stderr_tail()
+        tail = srv.stderr_tail(since)
         await self._stop(srv)
         why = f"MCP server {srv.name} {what}" + (f" ({tail})" if tail else "")
         srv.error = why
@@ -263,7 +289,7 @@ class McpHub:
         except TimeoutError:
             srv.error = f"did not start within {START_SECONDS:g} s"
         except Exception as exc:
-            srv.error = _describe(exc)
+            srv.error = _start_error(exc)
         else:
             srv.error, srv.pause = "", RETRY_FIRST
             log.info("mcp server started", extra={"server": srv.name, "tools": len(srv.tools)})

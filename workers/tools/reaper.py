@@ -130,7 +130,8 @@ def main(argv: list[str]) -> int:
         return 128 + signal.SIGTERM
     if os.WIFSIGNALED(status):
         died_of = os.WTERMSIG(status)
-        signal.signal(died_of, signal.SIG_DFL)
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP have no handler
+            signal.signal(died_of, signal.SIG_DFL)
         os.kill(os.getpid(), died_of)
         return 128 + died_of
     return os.waitstatus_to_exitcode(status)
