@@ -40,7 +40,7 @@ class ServerConfig(BaseModel):
 
 
 class ConfigFile(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore")
 
     servers: dict[str, ServerConfig] = Field(alias="mcpServers")
 
@@ -54,13 +54,13 @@ def load_config(path: Path) -> dict[str, ServerConfig]:
         raise BadInput(f"{where}: cannot read it: {exc.strerror or exc}") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadInput(f"{where}: not JSON: {exc}") from None
+    _refuse_remote(raw, where)
     try:
         parsed = ConfigFile.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         loc = ".".join(str(p) for p in first["loc"])
-        hint = " (only stdio servers, with a command, are supported)" if "type" in loc else ""
-        raise BadInput(f"{where}: {loc}: {first['msg']}{hint}") from None
+        raise BadInput(f"{where}: {loc}: {first['msg']}") from None
     for name in parsed.servers:
         if not SERVER_NAME.fullmatch(name) or "__" in name:
             raise BadInput(
@@ -68,3 +68,16 @@ def load_config(path: Path) -> dict[str, ServerConfig]:
                 "(no '__': it separates server and tool in tool names)"
             )
     return {name: cfg for name, cfg in parsed.servers.items() if not cfg.disabled}
+
+
+def _refuse_remote(raw: object, where: str) -> None:
+    """BadInput for a server reached over HTTP (``url``, or a type other than stdio)."""
+    servers = raw.get("mcpServers") if isinstance(raw, dict) else None
+    if not isinstance(servers, dict):
+        return
+    for name, entry in servers.items():
+        if isinstance(entry, dict) and ("url" in entry or entry.get("type", "stdio") != "stdio"):
+            raise BadInput(
+                f"{where}: server {str(name)[:40]!r}: only stdio servers (command, args, env) "
+                "are supported, not HTTP ones"
+            )

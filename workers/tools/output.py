@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 # How much of the output is looked at to tell binary from text.
@@ -20,6 +21,7 @@ _SNIFF_BYTES = 8192
 # Above this share of undecodable bytes, output is binary rather than damaged text.
 _BAD_SHARE = 0.10
 _HEX_BYTES = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def looks_binary(data: bytes) -> bool:
@@ -64,7 +66,7 @@ def safe_str(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return _SURROGATE.sub("\ufffd", text)
     return text
 
 
