@@ -116,3 +116,103 @@ def test_nothing_of_a_tool_outlives_a_sigkilled_worker(
     worker.wait(10)
     wait_for(lambda: not marked_pids(marker), 5, 0.05, what="every process of the tool to die")
     assert store.get(run_id).status is Status.RUNNING  # until its lease expires
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def entry_point_site(tmp_path: Path) -> Path:
+    """A directory holding an installed distribution's metadata with a ``runner.tools`` entry."""
+    site = tmp_path / "site"
+    dist = site / "runner_test_tools-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: runner-test-tools\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[runner.tools]\nhello = tests.user_tools:extra_tool\n")
+    return site
+
+
+def tool_messages(store: RunStore, run_id: str) -> list[MessageEvent]:
+    return [e for e in store.events(run_id) if isinstance(e, MessageEvent) and e.role == "tool"]
+
+
+def test_edit_file_user_tools_and_odd_output_through_a_worker(
+    cli: Cli, store: RunStore, env: dict[str, str], tmp_path: Path
+) -> None:
+    worker_env = {
+        **env,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{entry_point_site(tmp_path)}",
+        "RUNNER_TOOLS": "tests.user_tools:TOOLS",
+        "RUNNER_TOOL_OUTPUT_BYTES": "2000",
+    }
+    cli.worker("w1", env=worker_env)
+    text = "def f():\n    return 1\n\ndef g():\n    return 1\n"
+    edit = "edit_file"
+    steps: list[dict[str, Any]] = [
+        {"content": "write", "tool": "write_file", "args": {"path": "m.py", "content": text}},
+        {
+            "content": "two",
+            "tool": edit,
+            "args": {"path": "m.py", "old_string": "return 1", "new_string": "return 2"},
+        },
+        {
+            "content": "none",
+            "tool": edit,
+            "args": {"path": "m.py", "old_string": "return 3", "new_string": "x"},
+        },
+        {
+            "content": "one",
+            "tool": edit,
+            "args": {
+                "path": "m.py",
+                "old_string": "g():\n    return 1",
+                "new_string": "g():\n    return 2",
+            },
+        },
+        {"content": "read", "tool": "read_file", "args": {"path": "m.py"}},
+        {"content": "effect", "tool": "effect", "args": {"label": "L"}},
+        {"content": "boom", "tool": "boom", "args": {"why": "on purpose"}},
+        {"content": "ep", "tool": "extra_tool", "args": {"name": "you"}},
+        {"content": "blob", "tool": "blob", "args": {"size": 4096}},
+        {"content": "big", "tool": "big", "args": {"size": 100000}},
+        {"content": "sh big", "tool": "shell", "args": {"command": "yes | head -c 50000"}},
+        {
+            "content": "sh bin",
+            "tool": "shell",
+            "args": {"command": "head -c 3000 /dev/urandom; printf '\\000'"},
+        },
+        {
+            "content": "sh bad utf8",
+            "tool": "shell",
+            "args": {"command": "printf 'caf\\351 ok, mostly fine text here\\n'"},
+        },
+        {"content": "sh id", "tool": "shell", "args": {"command": "echo $RUNNER_EFFECT_ID"}},
+        {"content": "done"},
+    ]
+    run_id = submit(cli, tmp_path, steps)
+    assert wait_done(store, run_id, timeout=90).status is Status.SUCCEEDED
+    out = [m.content for m in tool_messages(store, run_id)]
+    assert len(out) == len(steps) - 1
+    assert out[1].startswith("error: old_string occurs 2 times in m.py (lines 2, 5)")
+    assert out[2] == "error: old_string not found in m.py: nothing was changed"
+    assert out[3] == "edited m.py: replaced 1 occurrence at line 4"
+    assert out[4] == "def f():\n    return 1\n\ndef g():\n    return 2\n"
+    assert out[5] == f"L effect={run_id}:call_5"
+    assert out[6] == "error: tool boom raised ZeroDivisionError: boom: on purpose"
+    assert out[7] == "hello you from an entry point"
+    assert out[8].startswith("[binary output: 4096 bytes, not shown as text; sha256 ")
+    assert out[9].startswith("HEAD") and out[9].endswith("TAIL")
+    assert "bytes trimmed ...]" in out[9] and len(out[9].encode()) < 2200
+    assert "[... 48000 bytes trimmed]" in out[10]
+    assert out[11].startswith("[binary output: 3001 bytes, not shown as text")
+    assert out[12].startswith("caf\ufffd ok")
+    assert out[13] == f"{run_id}:call_13\nexit code 0"
+    # Everything committed reads back as valid events, and the CLI shows it.
+    shown = cli("transcript", run_id)
+    assert shown.returncode == 0 and "binary output" in shown.stdout
+
+
+def test_a_worker_refuses_user_tools_that_do_not_load(cli: Cli, env: dict[str, str]) -> None:
+    bad = {**env, "PYTHONPATH": str(ROOT), "RUNNER_TOOLS": "tests.user_tools:nothing_here"}
+    done = cli("worker", "--burst", env=bad)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: RUNNER_TOOLS: tests.user_tools has no nothing_here"
