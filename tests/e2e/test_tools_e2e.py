@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from runner.events import MessageEvent, Status
 from runner.store import RunRecord, RunStore
@@ -216,3 +220,68 @@ def test_a_worker_refuses_user_tools_that_do_not_load(cli: Cli, env: dict[str, s
     done = cli("worker", "--burst", env=bad)
     assert done.returncode == 2
     assert done.stderr.strip() == "error: RUNNER_TOOLS: tests.user_tools has no nothing_here"
+
+
+def pid_in(path: Path, timeout: float) -> int:
+    """The pid a test MCP server's ``hang`` wrote to ``path`` (then removed)."""
+    wait_for(path.exists, timeout, 0.05, what=f"{path.name} to appear")
+    pid = int(path.read_text())
+    path.unlink()
+    return pid
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_an_mcp_server_is_called_killed_restarted_and_cancelled(
+    cli: Cli, store: RunStore, env: dict[str, str], tmp_path: Path
+) -> None:
+    marker = f"mcp-marker-{secrets.token_hex(4)}"
+    server = str(ROOT / "tests" / "mcp_server.py")
+    config = {
+        "mcpServers": {
+            "demo": {
+                "command": sys.executable,
+                "args": [server, marker],
+                "env": {"DEMO_FLAG": "on"},
+            },
+            "broken": {"command": f"/nonexistent/{marker}"},
+        }
+    }
+    (tmp_path / "mcp.json").write_text(json.dumps(config))
+    cli.worker("w1", env={**env, "RUNNER_MCP_CONFIG": str(tmp_path / "mcp.json")})
+    steps: list[dict[str, Any]] = [
+        {"content": "who", "tool": "demo__whoami", "args": {"note": "first"}},
+        {"content": "fail", "tool": "demo__fail", "args": {"why": "no"}},
+        {"content": "broken", "tool": "broken__anything", "args": {}},
+        {"content": "hang", "tool": "demo__hang", "args": {"seconds": 300}},
+        {"content": "who again", "tool": "demo__whoami", "args": {"note": "again"}},
+        {"content": "hang again", "tool": "demo__hang", "args": {"seconds": 300}},
+        {"content": "never reached"},
+    ]
+    run_id = submit(cli, tmp_path, steps)
+    pid_file = Path(env["RUNNER_WORKSPACE_ROOT"]) / run_id / "hang.pid"
+    os.kill(pid_in(pid_file, 200), signal.SIGKILL)  # the server, mid-call
+    pid_in(pid_file, 200)  # started again, and hanging once more
+    started = time.monotonic()
+    assert cli("cancel", run_id).returncode == 0
+    record = wait_done(store, run_id, timeout=30)
+    assert record.status is Status.CANCELLED, record
+    assert time.monotonic() - started < 10
+    out = [m.content for m in tool_messages(store, run_id)]
+    first, again = json.loads(out[0]), json.loads(out[4])
+    workspace = os.path.realpath(Path(env["RUNNER_WORKSPACE_ROOT"]) / run_id)
+    assert first["cwd"] == workspace and first["flag"] == "on" and first["runner_vars"] == []
+    assert first["effect_id"] == f"{run_id}:call_0" and again["effect_id"] == f"{run_id}:call_4"
+    assert out[1].startswith("error: ") and "refused: no" in out[1]
+    assert out[2].startswith(
+        "error: MCP server broken is not running: it exited before it answered"
+    )
+    assert marker in out[2]  # the reaper's own line: cannot run /nonexistent/...
+    assert (
+        out[3]
+        == "error: MCP server demo died during the call; it is started again for the next call"
+    )
+    assert again["pid"] != first["pid"]
+    assert out[5].startswith("interrupted by a stop (cancel): the call to MCP server demo")
+    # Every server process (and reaper) went with the turn.
+    wait_for(lambda: not marked_pids(marker), 15, 0.1, what="the MCP servers to exit")
