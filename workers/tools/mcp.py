@@ -171,18 +171,26 @@ class McpHub:
 
     def specs(self) -> list[ToolSpec]:
         """Every listed tool of every server, starting the servers not running yet."""
-        due = [s.name for s in self._servers.values() if self._due(s)]
-        if due:
-            with contextlib.suppress(_Abandoned):
-                self._wait(self._on_loop(self._start_all(due)), START_SECONDS + 1)
+        self._start_due(list(self._servers.values()))
         return [t.spec() for s in self._servers.values() for t in s.tools.values()]
 
     def get(self, name: str) -> Tool | None:
-        """The tool ``name`` (``server__tool``) once its server listed it, else None."""
+        """The tool ``name`` (``server__tool``), its server started to list it; else None.
+
+        A configured server that could not list its tools still answers for its names:
+        a call then says why it is not running (or starts it, if it now can).
+        """
         server = self._servers.get(name.partition("__")[0])
-        if server is None:
+        if server is None or "__" not in name:
             return None
-        return server.tools.get(name) or (self._unlisted(server, name) if "__" in name else None)
+        self._start_due([server])  # so an idempotent MCP tool is known as one on resume
+        return server.tools.get(name) or self._unlisted(server, name)
+
+    def _start_due(self, servers: list[_Server]) -> None:
+        due = [s.name for s in servers if self._due(s)]
+        if due and not self._closed:
+            with contextlib.suppress(_Abandoned):
+                self._wait(self._on_loop(self._start_all(due)), START_SECONDS + 1)
 
     def close(self) -> None:
         """Stop every server and the loop; waits at most a few seconds, idempotent."""
