@@ -100,7 +100,9 @@ def test_a_tool_running_env_sees_no_secret(
         assert value not in raw, name
     assert env["RUNNER_REDIS_URL"] not in raw
     tools = [e for e in store.events(run_id) if isinstance(e, MessageEvent) and e.role == "tool"]
-    assert "RUNNER_" not in tools[0].content  # what `env` printed: no RUNNER_* at all
+    # What `env` printed: no RUNNER_* but the call's own effect id.
+    runner_vars = [v for v in tools[0].content.splitlines() if "RUNNER_" in v]
+    assert runner_vars == [f"RUNNER_EFFECT_ID={run_id}:call_0"]
     # Found where it was hunted for, the key is masked: as root, /proc is all readable.
     assert os.geteuid() != 0 or "OPENAI_API_KEY=[redacted]" in tools[1].content
 
