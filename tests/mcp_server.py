@@ -36,6 +36,12 @@ def whoami(note: str, ctx: Context) -> str:
 
 
 @server.tool()
+def echo(text: str) -> str:
+    """Return the text (for ops/bench_mcp.py)."""
+    return text
+
+
+@server.tool()
 def hang(seconds: float = 120) -> str:
     """Write this process's pid to hang.pid, then sleep."""
     with open("hang.pid.tmp", "w") as f:

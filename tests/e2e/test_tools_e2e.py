@@ -257,13 +257,18 @@ def test_an_mcp_server_is_called_killed_restarted_and_cancelled(
         {"content": "broken", "tool": "broken__anything", "args": {}},
         {"content": "hang", "tool": "demo__hang", "args": {"seconds": 300}},
         {"content": "who again", "tool": "demo__whoami", "args": {"note": "again"}},
-        {"content": "hang again", "tool": "demo__hang", "args": {"seconds": 300}},
+        # The model thinks long enough for the test to kill the idle server meanwhile.
+        {"content": "hang again", "tool": "demo__hang", "args": {"seconds": 300}, "sleep": 8},
         {"content": "never reached"},
     ]
     run_id = submit(cli, tmp_path, steps)
     pid_file = Path(env["RUNNER_WORKSPACE_ROOT"]) / run_id / "hang.pid"
     os.kill(pid_in(pid_file, 200), signal.SIGKILL)  # the server, mid-call
-    pid_in(pid_file, 200)  # started again, and hanging once more
+    idle = wait_for(
+        lambda: (m := tool_messages(store, run_id))[4:] and m, 200, what="the 5th tool result"
+    )
+    os.kill(json.loads(idle[4].content)["pid"], signal.SIGKILL)  # the server, between calls
+    pid_in(pid_file, 200)  # started again for the call, which hangs
     started = time.monotonic()
     assert cli("cancel", run_id).returncode == 0
     record = wait_done(store, run_id, timeout=30)

@@ -20,13 +20,10 @@ Each call carries its effect id in the request's ``_meta`` as ``runner/effect_id
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import contextlib
-import json
 import logging
 import os
-import re
 import sys
 import tempfile
 import threading
@@ -41,28 +38,32 @@ from workers.providers.base import ToolSpec
 from workers.stop import Stop
 from workers.tools.base import Tool, ToolContext, ToolResult, tool_class
 from workers.tools.mcp_config import ServerConfig
+from workers.tools.mcp_wire import (
+    EFFECT_META_KEY,
+    Watched,
+    describe,
+    public_name,
+    result_text,
+    start_error,
+)
 from workers.tools.output import fit
 from workers.tools.shell import REAPER
 
 if TYPE_CHECKING:
     from mcp import ClientSession
-    from mcp_types import CallToolResult
     from mcp_types import Tool as McpToolInfo
 
 log = logging.getLogger("runner.tools.mcp")
 T = TypeVar("T")
 
-EFFECT_META_KEY = "runner/effect_id"
 INSTALL_HINT = "RUNNER_MCP_CONFIG is set but the mcp SDK is missing: pip install 'runner[mcp]'"
 START_SECONDS = 60.0  # for a server to start and list its tools (a loaded host is slow)
-PING_SECONDS = 5.0  # for a server to answer the ping before each call
 # At the end of an attempt, how long servers get to exit after their stdin closes (the
 # SDK then SIGTERMs them) before the loop's thread ends, which SIGTERMs their reapers.
 CLOSE_SECONDS = 3.0
 RETRY_FIRST, RETRY_MAX = 2.0, 60.0  # pause before starting again a server that failed
 POLL_SECONDS = 0.05
 _STDERR_TAIL = 400
-_NAME_BAD = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def require_sdk() -> None:
@@ -84,11 +85,6 @@ class McpTool(Tool):
         return self.hub.call(self.server, self.remote_name, args, ctx)
 
 
-def public_name(server: str, tool: str) -> str:
-    """``server__tool``, in what providers accept as a function name (64 characters)."""
-    return f"{server}__{_NAME_BAD.sub('_', tool)}"[:64]
-
-
 @dataclass
 class _Server:
     """What the hub knows of one configured server; touched only on the hub's loop."""
@@ -98,6 +94,8 @@ class _Server:
     tools: dict[str, Tool] = field(default_factory=dict)  # by public name, once listed
     session: ClientSession | None = None
     error: str = ""  # why it is not running, when it is not
+    ended: bool = False  # its stdout reached its end: the process is gone
+    mark: int = 0  # its stderr's size after the last call: what came later explains an exit
     retry_at: float = 0.0  # monotonic time before which a failed start is not retried
     pause: float = RETRY_FIRST
     stopping: asyncio.Event | None = None
@@ -121,29 +119,6 @@ class _Server:
             lines = data.decode("utf-8", "replace").strip().splitlines()
             return lines[-1].strip() if lines else ""
         return ""
-
-
-def _start_error(exc: BaseException) -> str:
-    """Why a server did not start, in one line."""
-    from mcp import MCPError
-    from mcp_types import CONNECTION_CLOSED
-
-    leaf = exc
-    while isinstance(leaf, BaseExceptionGroup) and leaf.exceptions:
-        leaf = leaf.exceptions[0]
-    if isinstance(leaf, MCPError) and leaf.error.code == CONNECTION_CLOSED:
-        return "it exited before it answered"
-    return _describe(exc)
-
-
-def _describe(exc: BaseException) -> str:
-    """One line for an exception, unwrapping anyio's exception groups."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 class McpHub:
@@ -249,17 +224,14 @@ class McpHub:
         except TimeoutError:
             why = f"MCP server {srv.name} did not answer within {ctx.timeout:g} s"
             raise ToolError(why) from None
+        srv.mark = srv.stderr_size()
         text = result_text(result)
         return f"error: {text}" if result.is_error else text
 
     async def _session(self, srv: _Server) -> ClientSession:
-        """A live session with ``srv``: pinged, or started (again) if it is not running."""
-        if srv.session is not None:
-            mark = srv.stderr_size()
-            try:
-                await asyncio.wait_for(srv.session.send_ping(), PING_SECONDS)
-            except Exception:
-                await self._lost(srv, "had stopped (it did not answer a ping)", mark)
+        """A live session with ``srv``, started (again) if it is not running or has exited."""
+        if srv.session is not None and srv.ended:
+            await self._lost(srv, "had exited since the last call", srv.mark)
         if srv.session is None:
             await self._start(srv)
         if srv.session is None:
@@ -288,7 +260,7 @@ class McpHub:
     async def _start(self, srv: _Server) -> None:
         """Start ``srv`` and list its tools; on failure, record why and note it."""
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        srv.stopping = asyncio.Event()
+        srv.stopping, srv.ended = asyncio.Event(), False
         # Kept until the server stops: its last line explains a failed start or a death.
         srv.stderr = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
         srv.task = asyncio.create_task(self._own(srv, ready))
@@ -297,7 +269,7 @@ class McpHub:
         except TimeoutError:
             srv.error = f"did not start within {START_SECONDS:g} s"
         except Exception as exc:
-            srv.error = _start_error(exc)
+            srv.error = start_error(exc)
         else:
             srv.error, srv.pause = "", RETRY_FIRST
             log.info("mcp server started", extra={"server": srv.name, "tools": len(srv.tools)})
@@ -326,7 +298,7 @@ class McpHub:
         try:
             async with (
                 stdio_client(params, errlog=srv.stderr) as (read, write),
-                ClientSession(read, write) as session,
+                ClientSession(Watched(read, lambda: setattr(srv, "ended", True)), write) as session,
             ):
                 await session.initialize()
                 srv.tools = await self._list(srv, session)
@@ -373,7 +345,7 @@ class McpHub:
             except (TimeoutError, asyncio.CancelledError):
                 pass
             except Exception as exc:
-                log.info("mcp server stopped", extra={"server": srv.name, "error": _describe(exc)})
+                log.info("mcp server stopped", extra={"server": srv.name, "error": describe(exc)})
         srv.session = None
         if srv.stderr is not None:
             srv.stderr.close()
@@ -445,27 +417,3 @@ def _make_tool(hub: McpHub, server: str, info: McpToolInfo) -> Tool:
         hub=hub,
     )
     return cls()
-
-
-def result_text(result: CallToolResult) -> str:
-    """A tool result's content blocks as text; what is not text is described."""
-    parts = [_block_text(block) for block in result.content]
-    if not parts and result.structured_content is not None:
-        parts.append(json.dumps(result.structured_content, ensure_ascii=False, default=str))
-    return "\n".join(parts) if parts else "(no output)"
-
-
-def _block_text(block: Any) -> str:
-    kind = getattr(block, "type", "?")
-    if kind == "text":
-        return str(block.text)
-    if kind in ("image", "audio"):
-        size = len(base64.b64decode(block.data, validate=False))
-        return f"[{kind}: {block.mime_type}, {size} bytes, not shown]"
-    if kind == "resource":
-        res = block.resource
-        text = getattr(res, "text", None)
-        return str(text) if text is not None else f"[resource {res.uri}: binary, not shown]"
-    if kind == "resource_link":
-        return f"[resource link: {block.uri}]"
-    return f"[{kind} content, not shown]"
