@@ -292,3 +292,30 @@ def test_an_mcp_server_is_called_killed_restarted_and_cancelled(
     assert out[5].startswith("interrupted by a stop (cancel): the call to MCP server demo")
     # Every server process (and reaper) went with the turn.
     wait_for(lambda: not marked_pids(marker), 15, 0.1, what="the MCP servers to exit")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_a_handoff_mid_mcp_call_ends_its_servers_and_the_turn_goes_on(
+    cli: Cli, store: RunStore, env: dict[str, str], tmp_path: Path
+) -> None:
+    marker = f"mcp-marker-{secrets.token_hex(4)}"
+    server = str(ROOT / "tests" / "mcp_server.py")
+    config = {"mcpServers": {"demo": {"command": sys.executable, "args": [server, marker]}}}
+    (tmp_path / "mcp.json").write_text(json.dumps(config))
+    worker_env = {**env, "RUNNER_MCP_CONFIG": str(tmp_path / "mcp.json")}
+    w1 = cli.worker("w1", env=worker_env)
+    steps = [
+        {"content": "hang", "tool": "demo__hang", "args": {"seconds": 300}},
+        {"content": "done"},
+    ]
+    run_id = submit(cli, tmp_path, steps)
+    pid_in(Path(env["RUNNER_WORKSPACE_ROOT"]) / run_id / "hang.pid", 200)
+    w1.signal_group(signal.SIGTERM)
+    assert w1.wait(15) == 0  # within the grace (3 s) and a loaded host's margin
+    wait_for(lambda: not marked_pids(marker), 10, 0.1, what="the MCP server to exit")
+    cli.worker("w2", env=worker_env)
+    assert wait_done(store, run_id, timeout=120).status is Status.SUCCEEDED
+    out = [m.content for m in tool_messages(store, run_id)]
+    assert out[0].startswith("interrupted by a stop (handoff): the call to MCP server demo")
+    assert len(out) == 1  # the interrupted call is not run again: hang is not idempotent
