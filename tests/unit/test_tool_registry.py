@@ -176,3 +176,45 @@ def test_mcp_config_is_read_and_checked(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.json")
     assert public_name("files", "read.file/v2") == "files__read_file_v2"
     assert len(public_name("s", "t" * 100)) == 64
+
+
+def test_an_mcp_file_broken_after_the_worker_started_leaves_the_turn_without_it(
+    tmp_path: Path,
+) -> None:
+    from runner.settings import Settings
+
+    notes: list[str] = []
+    settings = Settings(mcp_config=tmp_path / "gone.json")
+    assert tools.mcp_servers(settings, tmp_path, Stop(5), notes.append) is None
+    assert notes and notes[0].startswith("MCP servers not started: RUNNER_MCP_CONFIG")
+
+
+def test_mcp_results_read_as_text() -> None:
+    import base64
+
+    from mcp_types import (
+        BlobResourceContents,
+        CallToolResult,
+        EmbeddedResource,
+        ImageContent,
+        TextContent,
+    )
+
+    from workers.tools.mcp_wire import result_text
+
+    png = base64.b64encode(b"\x89PNG" + bytes(96)).decode()
+    blob = BlobResourceContents(uri="file:///x.bin", blob=png)
+    result = CallToolResult(
+        content=[
+            TextContent(text="hello"),
+            ImageContent(data=png, mime_type="image/png"),
+            EmbeddedResource(resource=blob),
+        ]
+    )
+    assert result_text(result).splitlines() == [
+        "hello",
+        "[image: image/png, 100 bytes, not shown]",
+        "[resource file:///x.bin: binary, not shown]",
+    ]
+    assert result_text(CallToolResult(content=[], structured_content={"n": 1})) == '{"n": 1}'
+    assert result_text(CallToolResult(content=[])) == "(no output)"

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from runner.errors import ToolError
+from runner.errors import BadInput, ToolError
 from runner.redact import redact_secrets
 from runner.settings import Settings, get_settings
 from workers.providers.base import ToolSpec
@@ -87,8 +87,16 @@ def mcp_servers(
     from workers.tools.mcp import McpHub
     from workers.tools.mcp_config import load_config
 
-    env = {**default_tool_env(), "HOME": str(workspace), "PWD": str(workspace)}
-    return McpHub(load_config(settings.mcp_config), workspace, env, stop, note)
+    try:
+        servers = load_config(settings.mcp_config)  # read again: it may have been edited
+        env = {**default_tool_env(), "HOME": str(workspace), "PWD": str(workspace)}
+        return McpHub(servers, workspace, env, stop, note)
+    except BadInput as exc:
+        # Checked when the worker started; broken since. The turn goes on without them.
+        log.warning("mcp servers not started", extra={"error": str(exc)})
+        if note is not None:
+            note(f"MCP servers not started: {exc}")
+        return None
 
 
 def get(name: str, ctx: ToolContext | None = None) -> Tool | None:
