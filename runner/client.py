@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from runner import queueing
+from runner import budgets, parking, queueing, sessions
+from runner.budgets import Adds
 from runner.checks import check_queue, check_session, check_text, decode_text
 from runner.errors import BadInput, WrongState
 from runner.events import (
-    PARKED,
     TERMINAL,
     Event,
     MessageEvent,
@@ -59,6 +59,13 @@ class Submission:
     script: str = ""
     session: str = ""
     workspace: str = ""  # a directory uploaded as the run's starting workspace
+    # Budgets (0: none) and the run's own tools that need approval (issues 13, 14).
+    max_tokens: int | None = None
+    max_cost: float | None = None
+    max_time: float | None = None  # seconds of running time
+    max_tool_calls: int | None = None
+    approve: tuple[str, ...] = ()
+    if_busy: str = "queue"  # the session's turn before is live: queue behind it, or reject
 
 
 def open_client(settings: Settings | None = None) -> Client:
@@ -79,6 +86,8 @@ def open_client(settings: Settings | None = None) -> Client:
 
 class Client(RunReader):
     """The operations on runs, over one server (connected on first use)."""
+
+    notes: tuple[str, ...] = ()  # what the last submit should tell the user (a session expired)
 
     # -- submit -----------------------------------------------------------------------
 
@@ -101,11 +110,18 @@ class Client(RunReader):
                 )
             )
         first.append(MessageEvent(role="user", content=sub.prompt))
+        plan = sessions.Plan()
+        if sub.session:
+            plan = sessions.plan_turn(self.store, run_id, sub.session, sub.if_busy, self.settings)
+            fields["prev"] = plan.prev
+            first[0] = StatusEvent(status=Status.QUEUED, reason=plan.reason)
+        self.notes = (plan.note,) if plan.note else ()
         self.store.create(run_id, fields, first, sub.script, session=sub.session)
         # If this enqueue is lost, the sweeper finds a queued run that no queue holds.
-        queueing.enqueue(
-            self.rq, run_id, fields["queue"], self.settings.retention_seconds, fields["title"]
-        )
+        if not plan.held or sessions.ended(self.store, plan.prev):
+            queueing.enqueue(
+                self.rq, run_id, fields["queue"], self.settings.retention_seconds, fields["title"]
+            )
         return run_id
 
     def check(self, sub: Submission) -> dict[str, str]:
@@ -124,12 +140,15 @@ class Client(RunReader):
             raise BadInput("--model scripted needs --script FILE")
         if sub.session:
             check_session(sub.session)
+        if sub.if_busy not in ("queue", "reject"):
+            raise BadInput(f"--if-busy must be queue or reject, not {sub.if_busy[:20]!r}")
         return {
             "queue": queue,
             "model": model,
             "max_steps": str(max_steps),
             "session": sub.session,
             "title": " ".join(sub.prompt.split())[:TITLE_CHARS],
+            **budgets.record_fields(sub, cfg),
         }
 
     def _check_script(self, script: str) -> None:
@@ -156,8 +175,7 @@ class Client(RunReader):
     @_boundary
     def transcript(self, run_id: str) -> list[MessageEvent]:
         """The run's messages in order (``events.to_openai`` makes them OpenAI chat)."""
-        self.get(run_id)  # NoSuchRun rather than an empty transcript
-        return [e for e in self.store.events(run_id) if isinstance(e, MessageEvent)]
+        return sessions.conversation(self.store, run_id)  # earlier turns first
 
     @_boundary
     def workers_serving(self, queue: str) -> int:
@@ -200,17 +218,29 @@ class Client(RunReader):
             queueing.remove(self.rq, run_id, record.queue)
         if before in TERMINAL:
             raise WrongState(f"run {run_id} has already ended ({before.value})")
+        if before is not Status.RUNNING:  # ended now: its session's next turn may start
+            sessions.ended_quietly(self.store, self.rq, self.settings, run_id)
         return before
 
     @_boundary
-    def resume(self, run_id: str) -> Status:
-        """Requeue a suspended or waiting run; returns the status it had (BadInput if other)."""
-        record = self.get(run_id)
-        before = self.store.resume(run_id)
-        if before not in PARKED:
-            raise WrongState(f"run {run_id} is {before.value}, not suspended or waiting")
-        queueing.push_front(self.rq, run_id, record.queue, self.settings.retention_seconds)
-        return before
+    def resume(self, run_id: str, adds: Adds | None = None) -> Status:
+        """Requeue a suspended run, or one waiting for a budget, raising its limits by ``adds``.
+
+        Returns the status it had; WrongState if it is neither (or waits for an approval).
+        """
+        return parking.unpark(self, run_id, "resume", adds=(adds or Adds()).checked())
+
+    @_boundary
+    def approve(self, run_id: str) -> Status:
+        """Let a run waiting for an approval run its tool call; requeues it."""
+        return parking.unpark(self, run_id, "approve")
+
+    @_boundary
+    def deny(self, run_id: str, reason: str = "") -> Status:
+        """Refuse a run's tool call: the model reads the denial as its result; requeues it."""
+        if reason:
+            check_text(reason, "the reason", self.settings.max_prompt_bytes)
+        return parking.unpark(self, run_id, "deny", reason)
 
     @_boundary
     def send(self, run_id: str, text: str) -> Status:

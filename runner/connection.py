@@ -4,14 +4,18 @@ translation of Redis and RQ errors into runner's own.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 from rq import exceptions as rq_errors
 
+from runner import sentinel
 from runner.errors import BadInput, RunnerError, ServerUnavailable
 from runner.settings import Settings
 
@@ -33,12 +37,54 @@ RQ_ERRORS = (
 
 
 def redis_url(settings: Settings) -> str:
-    """The configured URL, or the embedded server's (started if need be)."""
+    """The configured URL (RUNNER_REDIS_URL, or one built from RUNNER_SENTINELS), or the
+    embedded server's (started if need be); with RUNNER_REDIS_CA/CERT/KEY as parameters.
+    """
     if settings.redis_url:
-        return settings.redis_url
-    from runner.embedded import ensure_server
+        url = settings.redis_url
+    elif settings.sentinels:
+        if not settings.sentinel_master:
+            raise BadInput("RUNNER_SENTINELS is set: RUNNER_SENTINEL_MASTER must name the master")
+        url = sentinel.build(settings.sentinels, settings.sentinel_master)
+    else:
+        from runner.embedded import ensure_server
 
-    return ensure_server(settings.data_dir)
+        url = ensure_server(settings.data_dir)
+    return with_tls_files(url, settings)
+
+
+def with_tls_files(url: str, settings: Settings) -> str:
+    """``url`` with the TLS files of the settings as redis-py's ``ssl_*`` parameters.
+
+    The URL's own parameters win. The files need a TLS URL: a plain one is refused
+    rather than silently connecting without TLS.
+    """
+    files = {
+        "ssl_ca_certs": settings.redis_ca,
+        "ssl_certfile": settings.redis_cert,
+        "ssl_keyfile": settings.redis_key,
+    }
+    given = {name: str(path) for name, path in files.items() if path is not None}
+    if not given:
+        return url
+    scheme = url.split("://", 1)[0]
+    if scheme not in ("rediss", "rediss+sentinel"):
+        raise BadInput(
+            "RUNNER_REDIS_CA/CERT/KEY are set but the Redis URL is not rediss:// "
+            "(or rediss+sentinel://)"
+        )
+    query = parse_qs(urlsplit(url).query)
+    extra = {name: value for name, value in given.items() if name not in query}
+    sep = "&" if "?" in url else "?"
+    return url + sep + urlencode(extra) if extra else url
+
+
+def _client(url: str, **options: Any) -> redis.Redis:
+    """A client for ``url``: a Sentinel URL gives the current primary's."""
+    if sentinel.is_sentinel(url):
+        client: redis.Redis = sentinel.master_client(url, **options)
+        return client
+    return redis.Redis.from_url(url, **options)
 
 
 def connect(
@@ -53,7 +99,7 @@ def connect(
     if probe:
         check_answers(url)
     try:
-        return redis.Redis.from_url(
+        return _client(
             url,
             decode_responses=decode,
             socket_connect_timeout=PROBE_SECONDS,
@@ -72,7 +118,7 @@ def connect(
 def check_answers(url: str) -> None:
     """PING the server once, without retries, within PROBE_SECONDS; ServerUnavailable if not."""
     try:
-        probe = redis.Redis.from_url(
+        probe = _client(
             url,
             socket_connect_timeout=PROBE_SECONDS,
             socket_timeout=PROBE_SECONDS,
@@ -87,7 +133,7 @@ def check_answers(url: str) -> None:
             f"cannot reach Redis at {safe_url(url)}: no answer within {PROBE_SECONDS:g} s"
         ) from exc
     except redis.ConnectionError as exc:
-        raise ServerUnavailable(f"cannot reach Redis at {safe_url(url)}: {exc}") from exc
+        raise ServerUnavailable(f"cannot reach Redis at {safe_url(url)}: {short(exc)}") from exc
     except redis.RedisError as exc:  # e.g. AUTH refused
         raise ServerUnavailable(f"Redis at {safe_url(url)} refused us: {exc}") from exc
     finally:
@@ -99,7 +145,7 @@ def translate(exc: BaseException) -> RunnerError:
     if isinstance(exc, RunnerError):
         return exc
     if isinstance(exc, RETRYABLE):
-        return ServerUnavailable(f"lost the Redis connection: {exc}")
+        return ServerUnavailable(f"lost the Redis connection: {short(exc)}")
     if isinstance(exc, RQ_ERRORS):
         return RunnerError(f"RQ error: {type(exc).__name__}: {exc}")
     return RunnerError(f"Redis error: {exc}")
@@ -114,8 +160,15 @@ def server_errors() -> Iterator[None]:
         raise translate(exc) from exc
 
 
+def short(exc: BaseException) -> str:
+    """The error's message without the client reprs redis-py's Sentinel errors append."""
+    return str(exc).split(" : <", 1)[0]
+
+
 def safe_url(url: str) -> str:
-    """The URL without its password, for messages."""
+    """The URL without its passwords, for messages."""
+    if "sentinel_password=" in url:
+        url = re.sub(r"sentinel_password=[^&]*", "sentinel_password=***", url)
     if "@" in url:
         scheme, rest = url.split("://", 1) if "://" in url else ("", url)
         return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"

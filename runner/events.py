@@ -79,6 +79,7 @@ class UsageEvent(_Event):
     input_tokens: int
     output_tokens: int
     cost: float | None = None
+    estimated: bool | None = None  # the provider reported none: counted by the shared estimate
 
 
 class WorkspaceChange(BaseModel):
@@ -107,6 +108,8 @@ class WorkspaceEvent(_Event):
     bytes: int = 0
     note: str | None = None
     skipped: list[str] | None = None
+
+
 class DeltaEvent(_Event):
     """What is in flight between commits: streamed text or tool-call arguments, a note.
 

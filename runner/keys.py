@@ -27,18 +27,24 @@ MAX_ID_SHOWN = 40  # a rejected id is echoed back at most this long
 SESSION_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 # A run's own keys (the Keys method of each name takes the run id); they expire together.
-RUN_KEYS = ("record", "events", "lease", "inbox", "script", "manifest", "blobs")
+RUN_KEYS = ("record", "events", "lease", "inbox", "script", "manifest", "blobs", "history")
 # Global keys (Keys properties), then the session's own set (present only when the run
-# belongs to a session: the last slot, so the others never move).
+# belongs to a session: the last slots, so the others never move), then the record of
+# the session's newest turn (session_turn.lua only, runner.sessions).
 INDEX_KEYS = ("runs", "active", "queued", "sessions")
-SCRIPT_KEYS = (*RUN_KEYS, *INDEX_KEYS, "session")
+SCRIPT_KEYS = (*RUN_KEYS, *INDEX_KEYS, "session", "prev")
 
 
-def new_run_id() -> str:
-    """A fresh run id: time-ordered, unguessable suffix."""
-    ms = int(time.time() * 1000)
+def new_run_id(ms: int | None = None) -> str:
+    """A fresh run id: time-ordered (now, or ``ms``), unguessable suffix."""
+    ms = int(time.time() * 1000) if ms is None else ms
     digits = "".join(_B32[(ms >> (5 * i)) & 31] for i in reversed(range(10)))
     return f"r{digits}{secrets.token_hex(4)}"
+
+
+def created_ms(run_id: str) -> int:
+    """When a well-formed run id was made (ms since the epoch, the making host's clock)."""
+    return int(check_run_id(run_id)[1:11], 32)
 
 
 def check_run_id(value: str) -> str:
@@ -102,6 +108,11 @@ class Keys:
     def blobs(self, run_id: str) -> str:
         """Hash: file contents of the run's workspace by sha256 (RUNNER_WORKSPACE_STORE=redis)."""
         return self._run(run_id, "blobs")
+
+    def history(self, run_id: str) -> str:
+        """String: JSON list of the messages a session turn or fork continues (runner.sessions)."""
+        return self._run(run_id, "history")
+
     def deltas(self, run_id: str) -> str:
         """Stream: the run's in-flight output (deltas), capped and short-lived; never read
         back by a turn, so it is in no script's KEYS (issue 12)."""
@@ -111,13 +122,16 @@ class Keys:
         """All keys of one run (for retention and deletion)."""
         return [self._run(run_id, what) for what in RUN_KEYS]
 
-    def script_keys(self, run_id: str, session: str = "") -> list[str]:
+    def script_keys(self, run_id: str, session: str = "", prev: str = "") -> list[str]:
         """The KEYS of a Lua script for one run, in ``SCRIPT_KEYS`` order.
 
-        The session slot is filled only when ``session`` is given (``create``).
+        The session slot is filled only when ``session`` is given (``create``), the prev
+        slot (the record of the session's newest turn) only when ``prev`` is too.
         """
         keys = self.run_keys(run_id) + [getattr(self, name) for name in INDEX_KEYS]
-        return [*keys, self.session(session)] if session else keys
+        if not session:
+            return keys
+        return [*keys, self.session(session), *([self.record(prev)] if prev else [])]
 
     @property
     def runs(self) -> str:
@@ -142,6 +156,11 @@ class Keys:
     def session(self, name: str) -> str:
         """Sorted set: run ids of one session, scored by creation (ms, server clock)."""
         return f"{self.prefix}:session:{check_session(name)}"
+
+    @property
+    def blob_sweep(self) -> str:
+        """String with a TTL: held by the one sweeper that cleans blob stores this period."""
+        return f"{self.prefix}:lock:blob-sweep"
 
     @property
     def tokens(self) -> str:

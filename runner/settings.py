@@ -25,12 +25,14 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from runner import budgets, prices
 from runner.errors import BadInput
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 QUEUE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 PREFIX_PATTERN = r"^[A-Za-z0-9_.-]{1,32}$"
-URL_SCHEMES = ("redis", "rediss", "unix")
+URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
 
 
 def _default_data_dir() -> Path:
@@ -61,6 +63,8 @@ class Settings(BaseSettings):
     workspace_root: Path = Field(default_factory=lambda: _default_data_dir() / "workspaces")
     data_dir: Path = Field(default_factory=_default_data_dir)
     retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    # Sessions (issue 14): a session idle this long has expired; its next turn starts anew.
+    session_idle_seconds: int = Field(default=2 * 24 * 3600, ge=1)
     tool_timeout: float = Field(default=120.0, gt=0, allow_inf_nan=False)
     tool_output_bytes: int = Field(default=16 * 1024, ge=256)
     reconnect_seconds: float = Field(default=300.0, gt=0, allow_inf_nan=False)
@@ -80,6 +84,9 @@ class Settings(BaseSettings):
         description="redis, or a directory/object-store URL (file:///mnt/shared/ws, s3://b/ws)",
     )
     workspace_max_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
+    # How often one sweeper in the fleet removes a directory/object store's blobs of
+    # runs that expired (a Redis store's blobs expire with the run by themselves).
+    workspace_sweep_seconds: float = Field(default=3600.0, gt=0, allow_inf_nan=False)
     workspace_ignore: Annotated[tuple[str, ...], NoDecode] = Field(default=())
     # issue 15 (runner serve): how often an idle SSE stream sends a heartbeat comment.
     http_heartbeat_seconds: float = Field(default=15.0, gt=0, allow_inf_nan=False)
@@ -99,6 +106,29 @@ class Settings(BaseSettings):
     delta_maxlen: int = Field(default=1000, ge=10)
     delta_ttl_seconds: int = Field(default=120, ge=1)
     tool_progress_seconds: float = Field(default=3.0, gt=0, allow_inf_nan=False)
+    # Budgets and approvals (issues 13, 14): per-run limits a run parks at (0: none), the
+    # price table merged over the built-ins, and the tools this worker asks approval for.
+    max_tokens: int = Field(default=0, ge=0)
+    max_cost: float = Field(default=0.0, ge=0, le=1_000_000, allow_inf_nan=False)
+    max_time: float = Field(default=0.0, ge=0, le=budgets.MAX_SECONDS, allow_inf_nan=False)
+    max_tool_calls: int = Field(default=0, ge=0)
+    prices: Path | None = Field(default=None, description="JSON or TOML: model -> USD per 1M")
+    approve_tools: Annotated[tuple[str, ...], NoDecode] = Field(default=())
+    # Connections (issue 17): TLS files for rediss:// (the URL's ssl_* parameters win),
+    # Sentinel as settings instead of a redis+sentinel:// URL, and how many replicas
+    # must hold each commit before the turn acts on it (0: no WAIT).
+    redis_ca: Path | None = Field(default=None, description="CA file for rediss://")
+    redis_cert: Path | None = Field(default=None, description="client certificate (rediss://)")
+    redis_key: Path | None = Field(default=None, description="client key (rediss://)")
+    sentinels: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="comma-separated host:port of the sentinels"
+    )
+    sentinel_master: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    commit_replicas: int = Field(default=0, ge=0, le=16)
+    commit_replicas_timeout_ms: int = Field(default=1000, ge=10, le=60_000)
+    commit_aof: bool = Field(
+        default=False, description="WAITAOF (Redis/Valkey 7.2+) instead of WAIT after a commit"
+    )
 
     @field_validator("tool_env", mode="before")
     @classmethod
@@ -116,6 +146,43 @@ class Settings(BaseSettings):
     def _tool_specs(cls, value: object) -> object:
         if isinstance(value, str):
             value = tuple(p.strip() for p in value.split(",") if p.strip())
+        return value
+
+    @field_validator("max_time", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        try:
+            return budgets.parse_duration(value) if isinstance(value, str) else value
+        except BadInput as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("approve_tools", mode="before")
+    @classmethod
+    def _tools(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(name.strip() for name in value.split(",") if name.strip())
+        try:
+            return budgets.check_tools(value) if isinstance(value, list | tuple) else value
+        except BadInput as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("prices")
+    @classmethod
+    def _prices(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            prices.load(value)  # a bad file stops every command here, in one line
+        return value
+
+    @field_validator("sentinels", mode="before")
+    @classmethod
+    def _sentinels(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(h.strip() for h in value.split(",") if h.strip())
+        if isinstance(value, list | tuple):
+            from runner.sentinel import check_host_port
+
+            for item in value:
+                check_host_port(str(item))
         return value
 
     @field_validator("workspace_ignore", mode="before")
@@ -142,6 +209,11 @@ class Settings(BaseSettings):
 
 def check_redis_url(url: str) -> None:
     """ValueError (never echoing the URL: it may hold a password) if it is not one."""
+    from runner import sentinel
+
+    if sentinel.is_sentinel(url):
+        sentinel.parse(url)
+        return
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
@@ -149,7 +221,10 @@ def check_redis_url(url: str) -> None:
         raise ValueError(f"not a Redis URL ({exc})") from None
     if parts.scheme not in URL_SCHEMES:
         raise ValueError("not a Redis URL: it must start with redis://, rediss:// or unix://")
-    dbs = parse_qs(parts.query).get("db", [])
+    query = parse_qs(parts.query)
+    if parts.scheme != "rediss" and any(name in query for name in TLS_OPTIONS):
+        raise ValueError("ssl_* parameters need a rediss:// URL")
+    dbs = query.get("db", [])
     if parts.scheme != "unix" and parts.path.strip("/"):
         dbs.append(parts.path.strip("/"))
     for db in dbs:

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from importlib import resources
 from typing import Any
 
 import redis
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from runner.budgets import BudgetFields
 from runner.errors import BadInput, Damaged, NoSuchRun, StaleEpoch
 from runner.events import (
     PARKED,
@@ -54,8 +55,8 @@ def _load_script(name: str) -> str:
     return key_names() + prelude + "\n" + (lua / f"{name}.lua").read_text()
 
 
-class RunRecord(BaseModel):
-    """The small hash that says where a run is."""
+class RunRecord(BudgetFields):
+    """The small hash that says where a run is (budget and approval fields: BudgetFields)."""
 
     id: str
     status: Status
@@ -123,6 +124,9 @@ class RunStore:
                 "cancel",
                 "send",
                 "drain_inbox",
+                "park",
+                "unpark",
+                *("session_turn", "seed", "purge"),  # issue 14: runner.sessions
             )
         }
         # Ending an attempt may write its few hundred bytes to a server past maxmemory,
@@ -190,16 +194,15 @@ class RunStore:
         events: Sequence[Event],
         seen: int,
         steps: int = 1,
+        blobs: Mapping[str, bytes] | None = None,
     ) -> Commit:
         """Append events for attempt ``epoch`` to a stream of ``seen`` events.
 
-        Raises StaleEpoch if the attempt no longer owns the run. Safe to retry: a commit
-        whose reply was lost is not applied twice.
+        ``blobs`` (digest -> content) go into the run's blob hash in the same script,
+        before the events that name them. Raises StaleEpoch if the attempt no longer owns
+        the run. Safe to retry: a commit whose reply was lost is not applied twice.
         """
-        flat: list[str] = []
-        for event in events:
-            flat.extend(encode(event))
-        last, inbox = self._call("commit", run_id, epoch, steps, seen, *flat)
+        last, inbox = self._call("commit", run_id, *commit_args(epoch, events, seen, steps, blobs))
         return Commit(str(last), int(inbox))
 
     def heartbeat(self, run_id: str, epoch: int, lease_seconds: float) -> Beat:
@@ -361,6 +364,22 @@ class RunStore:
 
     def _members(self, key: str) -> list[str]:
         return sorted(i for i in self.redis.smembers(key) if _well_formed(i, key))
+
+
+def commit_args(
+    epoch: int,
+    events: Sequence[Event],
+    seen: int,
+    steps: int,
+    blobs: Mapping[str, bytes] | None = None,
+) -> list[Any]:
+    """``commit.lua``'s ARGV after the run id (``replication`` sends the same)."""
+    flat: list[Any] = [epoch, steps, seen, len(blobs or ())]
+    for digest, data in (blobs or {}).items():
+        flat += (digest, data)
+    for event in events:
+        flat.extend(encode(event))
+    return flat
 
 
 def cut(text: str) -> str:

@@ -38,9 +38,13 @@ class Transcript:
     last_id: str = "-"
 
     @classmethod
-    def fold(cls, events: Iterable[Event]) -> Transcript:
-        """The transcript of ``events`` from the start of a run's stream."""
-        transcript = cls()
+    def fold(cls, events: Iterable[Event], history: Iterable[dict[str, Any]] = ()) -> Transcript:
+        """The transcript of ``events`` from the start of a run's stream.
+
+        ``history``: the messages the run continues (a session's earlier turns, a fork's
+        source; runner.sessions), sent to the model first and never counted as own steps.
+        """
+        transcript = cls(messages=list(history))
         transcript.add(events)
         return transcript
 

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import redis
 
-from runner import metrics, outage, tracing
+from runner import metrics, outage, replication, sessions, tracing
 from runner.deltas import DeltaWriter
 from runner.errors import BadInput, StaleEpoch, WorkspaceError
 from runner.events import (
@@ -33,13 +33,15 @@ from runner.events import (
     UsageEvent,
     WorkspaceEvent,
 )
+from runner.parking import Park
 from runner.settings import Settings
 from runner.store import RunStore
 from runner.transcript import Transcript
 from runner.workspace import manifest as ws_manifest
 from runner.workspace.blobs import open_blobs
 from runner.workspace.checkpoint import Checkpoint
-from workers.providers import Interrupted, Model, Reply
+from workers.gate import Gate
+from workers.providers import Interrupted, Model, Reply, ToolCall
 from workers.stop import Stop
 from workers.tools import ToolContext, mcp_servers, run_tool
 from workers.tools import get as get_tool
@@ -56,6 +58,7 @@ class Outcome:
     status: Status | None
     reason: str = ""
     error: str = ""
+    park: Park | None = None  # waiting: what for (runner/parking.py)
 
 
 class Turn:
@@ -104,7 +107,9 @@ class Turn:
             extra=mcp_servers(settings, workspace, stop, self.deltas.note),
         )
         self.transcript = Transcript()
+        self.gate = Gate(settings, max_steps)  # budgets and approvals (workers/gate.py)
         self.inbox = 0  # messages waiting in the inbox, as the last commit reported
+        self.replication = replication.for_settings(settings, store.redis)  # WAIT (issue 17)
         # Built once: it wraps every commit, the hot path of a turn.
         self._retry = outage.retrying(
             settings.reconnect_seconds,
@@ -122,13 +127,22 @@ class Turn:
         finally:
             self.tools.close()  # the attempt's MCP servers end with it
             self.deltas.close()
+            if self.checkpoint is not None:
+                self.checkpoint.close()
 
     def _run(self) -> Outcome:
         try:
+            # A session turn's first attempt takes in the turns before it (issue 14).
+            history = self._retrying(
+                lambda: sessions.prepare(self.store, self.settings, self.run_id, self.epoch)
+            )
             events = self._retrying(self._read_all)
-            self.transcript = Transcript.fold(events)
+            self.transcript = Transcript.fold(events, history)
+            self.gate.load(self._retrying(lambda: self.store.get(self.run_id)), events)
             self._restore(events)
-            self._repair()
+            ended = self._repair()
+            if ended is not None:
+                return ended
             # A message sent while the run was queued goes in before the first model call.
             self._take_inbox()
             return self._loop()
@@ -145,8 +159,9 @@ class Turn:
         while True:
             if self.stop:
                 return self._stopped()
-            if self.transcript.own_steps >= self.max_steps:
-                return Outcome(Status.FAILED, f"max steps ({self.max_steps}) reached")
+            held = self.gate.before_model(self.transcript.own_steps)
+            if held is not None:
+                return self._park(held)
             if self.inbox:
                 self._take_inbox()
             self.deltas.begin(self.transcript.last_id)
@@ -176,16 +191,30 @@ class Turn:
             self._commit_reply(reply)
             if not reply.tool_calls:
                 return Outcome(Status.SUCCEEDED, "final answer")
-            for call in reply.tool_calls:
-                if self.stop.hurry.is_set():
-                    return self._stopped()
-                self.deltas.begin(self.transcript.last_id)  # its progress notes
-                with tracing.span("tool call", tool=call.name, call=call.id):
-                    result = run_tool(call.name, call.arguments, self.tools, call.id)
-                self.deltas.discard()
-                self._commit_tool(call.id, call.name, result.content)
-                if result.interrupted:
-                    return self._stopped()
+            ended = self._calls(reply.tool_calls)
+            if ended is not None:
+                return ended
+
+    def _calls(self, calls: list[ToolCall]) -> Outcome | None:
+        """Run tool calls in order, each result committed; an Outcome if the attempt ends."""
+        for call in calls:
+            if self.stop.hurry.is_set():
+                return self._stopped()
+            held = self.gate.before_tool(call)
+            if held is not None:
+                return self._park(held)
+            self.deltas.begin(self.transcript.last_id)  # its progress notes
+            with tracing.span("tool call", tool=call.name, call=call.id):
+                result = run_tool(call.name, call.arguments, self.tools, call.id)
+            self.deltas.discard()
+            self._commit_tool(call.id, call.name, result.content)
+            if result.interrupted:
+                return self._stopped()
+        return None
+
+    def _park(self, held: Park) -> Outcome:
+        log.info("parking", extra={**self.fields, "waiting_for": held.waiting_for})
+        return Outcome(Status.WAITING, held.reason, park=held)
 
     def _stopped(self) -> Outcome:
         if self.stop.reason == "cancel":
@@ -208,18 +237,28 @@ class Turn:
 
     # -- repair -------------------------------------------------------------------------
 
-    def _repair(self) -> None:
-        """Answer the tool calls of the last assistant message that have no result."""
+    def _repair(self) -> Outcome | None:
+        """Answer the tool calls of the last assistant message that have no result.
+
+        Calls held back by a park were never started: they run now, through the gate.
+        """
+        if self.gate.untouched:
+            calls = [ToolCall(c.id, c.name, dict(c.arguments)) for c in self.transcript.pending]
+            return self._calls(calls)
         for call in list(self.transcript.pending):
             if self.stop.hurry.is_set():
-                return
+                return None
             tool = get_tool(call.name, self.tools)
             if tool is not None and tool.idempotent:
+                held = self.gate.before_tool(ToolCall(call.id, call.name, dict(call.arguments)))
+                if held is not None:
+                    return self._park(held)  # a re-run asks for approval like a first run
                 log.info("re-running idempotent tool", extra={**self.fields, "tool": call.name})
                 content = run_tool(call.name, dict(call.arguments), self.tools, call.id).content
             else:
                 content = self._interrupted_note()
             self._commit_tool(call.id, call.name, content)
+        return None
 
     def _interrupted_note(self) -> str:
         reason = self.transcript.requeue_reason
@@ -240,14 +279,15 @@ class Turn:
         events: list[Event] = [
             MessageEvent(role="assistant", content=reply.content, tool_calls=calls or None)
         ]
-        if reply.usage is not None:
-            events.append(
-                UsageEvent(
-                    input_tokens=reply.usage.input_tokens,
-                    output_tokens=reply.usage.output_tokens,
-                    cost=reply.usage.cost,
-                )
+        usage, estimated = self.gate.usage(reply, self.transcript.messages)
+        events.append(
+            UsageEvent(
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost=usage.cost,
+                estimated=estimated or None,
             )
+        )
         self._commit(events)
 
     def _commit_tool(self, call_id: str, name: str, content: str) -> None:
@@ -260,7 +300,7 @@ class Turn:
         ]
         if change is not None:
             events.append(change)
-        self._commit(events)
+        self._commit(events, self.checkpoint.inline if self.checkpoint is not None else None)
         if change is not None and self.checkpoint is not None:
             self.checkpoint.committed(change)
 
@@ -301,15 +341,18 @@ class Turn:
             log.warning("workspace not checkpointed", extra={**self.fields, "error": str(exc)})
             return None, f"this step's files were not saved ({exc}); they may not follow the turn"
 
-    def _commit(self, events: list[Event]) -> None:
+    def _commit(self, events: list[Event], blobs: dict[str, bytes] | None = None) -> None:
         steps = sum(1 for e in events if isinstance(e, MessageEvent))
         seen = self.transcript.seen
         started = time.monotonic()
         commit = self._retrying(
-            lambda: self.store.commit(self.run_id, self.epoch, events, seen, steps)
+            lambda: replication.commit(
+                self.store, self.replication, self.run_id, self.epoch, events, seen, steps, blobs
+            )
         )
         metrics.committed(steps, time.monotonic() - started)
         self.transcript.add(events, last_id=commit.last_id)
+        self.gate.add(events)
         self.inbox = commit.inbox
 
     def _take_inbox(self) -> None:

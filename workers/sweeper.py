@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 
 import redis
 
-from runner import queueing
+from runner import purge, queueing, sessions
 from runner.events import Status
 from runner.keys import is_run_id
 from runner.settings import Settings
 from runner.store import RunStore, cut
+from runner.workspace.retention import sweep_blob_store
 
 log = logging.getLogger("runner.sweeper")
 REPORTED_MAX = 1000
@@ -36,6 +37,7 @@ class SweepReport:
     suspended: list[str] = field(default_factory=list)
     repushed: list[str] = field(default_factory=list)
     dropped: int = 0  # malformed index entries removed
+    blobs_removed: int = 0  # expired runs' blob directories removed (file/fsspec stores)
 
 
 def sweep(store: RunStore, rq_conn: redis.Redis, settings: Settings) -> SweepReport:
@@ -45,6 +47,7 @@ def sweep(store: RunStore, rq_conn: redis.Redis, settings: Settings) -> SweepRep
     _expired_leases(store, rq_conn, settings, report)
     _lost_queued(store, rq_conn, settings, report)
     _prune_index(store, settings)
+    report.blobs_removed = sweep_blob_store(store, settings)
     return report
 
 
@@ -79,10 +82,10 @@ def _prune_index(store: RunStore, settings: Settings) -> None:
     """Drop index entries idle past retention (an ended run's keys expire then; a
     session's set expires retention after its newest turn)."""
     cutoff = _server_ms(store.redis) - settings.retention_seconds * 1000
-    pipe = store.redis.pipeline(transaction=False)
-    pipe.zremrangebyscore(store.keys.runs, 0, cutoff)
-    pipe.zremrangebyscore(store.keys.sessions, 0, cutoff)
-    pipe.execute()
+    purge.forget_expired(store, settings, cutoff)  # with file-store blobs (issue 14)
+    # A session's last turn is kept while the session may be continued.
+    keep = max(settings.retention_seconds, settings.session_idle_seconds) * 1000
+    store.redis.zremrangebyscore(store.keys.sessions, 0, _server_ms(store.redis) - keep)
 
 
 def _expired_leases(
@@ -131,7 +134,10 @@ def _lost_queued(
     # waiting one lease length before re-pushing keeps that instant out of it.
     grace_ms = settings.lease_seconds * 1000
     waiting: dict[str, set[str]] = {}  # each queue read once a sweep, however long it is
+    held = sessions.still_held(store, queued)  # session turns waiting for the one before
     for record in store.get_many(queued):
+        if record.id in held:
+            continue
         if record.damaged:
             _damaged(record.damaged, record.id)
             continue

@@ -14,7 +14,7 @@ from pathlib import Path
 import redis
 from rq import get_current_job
 
-from runner import logs, metrics, outage, tracing
+from runner import logs, metrics, outage, parking, sessions, tracing
 from runner.connection import connect
 from runner.errors import BadInput, RunnerError, StaleEpoch
 from runner.events import TERMINAL, Status
@@ -66,6 +66,7 @@ def run_turn(run_id: str) -> str:
         return "outage"
     if epoch is None:
         log.info("nothing to run: the run is not queued", extra=fields)
+        _turn_ended(store, settings, run_id)  # a cancel the claim applied
         return "skipped"
     fields["epoch"] = epoch
     logs.bind(epoch=epoch)
@@ -88,10 +89,18 @@ def run_turn(run_id: str) -> str:
             span.set_attribute("status", str(ended))
     tracing.flush()
     if ended in TERMINAL:
+        _turn_ended(store, settings, run_id)
         # The run is over: its directory on this host is of no more use (issue 10, 8).
         shutil.rmtree(workspace, ignore_errors=True)
     log.info("attempt ended", extra={**fields, "status": ended, "reason": outcome.reason})
     return outcome.reason if ended is not None else "fenced"
+
+
+def _turn_ended(store: RunStore, settings: Settings, run_id: str) -> None:
+    """Release the session turn held for this one (issue 14; the sweeper is the backstop)."""
+    job = get_current_job()
+    rq_conn = job.connection if job else connect(settings, decode=False, probe=False)
+    sessions.ended_quietly(store, rq_conn, settings, run_id)
 
 
 def _carried(store: RunStore, run_id: str) -> bool:
@@ -121,6 +130,9 @@ def _end(
     )
 
     def write() -> None:
+        if outcome.park is not None:
+            parking.park(store, run_id, epoch, worker, outcome.park)
+            return
         try:
             store.finish(run_id, epoch, status, worker, outcome.reason, outcome.error)
         except redis.exceptions.OutOfMemoryError:

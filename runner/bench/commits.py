@@ -65,10 +65,10 @@ class Transcript:
         run_id, epoch = b.running_run()
         return cls(b, run_id, epoch)
 
-    def commit(self, events: Sequence[Event]) -> float:
+    def commit(self, events: Sequence[Event], blobs: dict[str, bytes] | None = None) -> float:
         """Commit ``events`` as one step; returns how long the commit took."""
         t0 = time.perf_counter()
-        self.b.store.commit(self.run_id, self.epoch, events, self.seen, steps=1)
+        self.b.store.commit(self.run_id, self.epoch, events, self.seen, steps=1, blobs=blobs)
         took = time.perf_counter() - t0
         self.seen += len(events)
         self.steps += 1

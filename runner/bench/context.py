@@ -54,6 +54,12 @@ class Plan:
     rounds: int
     handoffs: int
     crashes: int
+    # issue 17's fleet section
+    fleet_seconds: float = 1.0
+    sweep_queued: int = 300
+    sweep_running: int = 30
+    sweep_rounds: int = 2
+    wait_samples: int = 30
 
     @classmethod
     def make(cls, quick: bool) -> Plan:
@@ -86,6 +92,11 @@ class Plan:
             rounds=3,
             handoffs=5,
             crashes=3,
+            fleet_seconds=5.0,
+            sweep_queued=10_000,
+            sweep_running=1000,
+            sweep_rounds=5,
+            wait_samples=500,
         )
 
 
@@ -99,7 +110,10 @@ class Bench:
         self.url = redis_url(settings)
         self.redis = connect(settings, url=self.url)
         self.rq = connect(settings, url=self.url, decode=False)
-        self.tmp = Path(tempfile.mkdtemp(prefix="runner-bench-"))
+        # Scratch on the filesystem workers restore workspaces to (the workspace root),
+        # not /tmp: what creating a file costs differs from one filesystem to another.
+        settings.workspace_root.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix="runner-bench-", dir=settings.workspace_root))
         self.settings = Settings(
             redis_url=self.url,
             prefix=self.token,

@@ -24,8 +24,10 @@ WARMUP = 5
 
 # The floor: the same XADD -> XREAD BLOCK -> print, with nothing of runner in between.
 FLOOR_READER = """
-import sys, redis
-r = redis.Redis.from_url(sys.argv[1])
+import sys
+from runner.connection import connect  # the same TLS/Sentinel client, nothing else of runner
+from runner.settings import Settings
+r = connect(Settings(redis_url=sys.argv[1]), decode=False)
 key, last = sys.argv[2], "0-0"
 print("ready", flush=True)
 while True:

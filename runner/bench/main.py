@@ -9,6 +9,7 @@ from importlib.util import find_spec
 
 from runner.bench.commits import Transcript, commit_cost, growth
 from runner.bench.context import Bench, Plan
+from runner.bench.fleet import fleet
 from runner.bench.follow import follow_latency, reattach
 from runner.bench.memory import stream_memory, worker_rss
 from runner.bench.recovery import recovery
@@ -66,6 +67,7 @@ def _sections(b: Bench) -> dict[str, list[Figure]]:
         ("recovery", "recovery: handoff and crash", lambda: recovery(b)),
         ("memory", "memory", lambda: [stream_memory(grown[0]), *worker_rss(b)]),
         ("workspace", "workspace checkpoints and restore", lambda: workspace_costs(b)),
+        ("fleet", "fleet: 8 turn processes, the sweeper, WAIT", lambda: fleet(b)),
     ]
     if find_spec("sse_starlette") is not None:  # issue 15: needs the serve extra
         steps.append(("sse", "SSE latency and 100 followers", lambda: sse_latency(b)))

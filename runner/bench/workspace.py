@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import time
 
@@ -28,12 +29,21 @@ def _tool(i: int) -> MessageEvent:
 
 
 def _fill(root: str, file_bytes: int) -> int:
+    """FILES files in 40 directories, sizes spread from 1/8 to 15/8 of ``file_bytes``.
+
+    Spread as a real tree's are: files all of one size would measure one allocator size
+    class (5 KiB sits just above one) rather than what a workspace costs.
+    """
+    rng = random.Random(FILES)
+    total = 0
     for i in range(FILES):
         d = os.path.join(root, f"d{i % 40:02d}")
         os.makedirs(d, exist_ok=True)
+        size = int(file_bytes * rng.uniform(0.125, 1.875)) // 2 * 2
         with open(os.path.join(d, f"f{i:04d}.txt"), "wb") as fh:
-            fh.write(os.urandom(file_bytes // 2).hex().encode())
-    return FILES * file_bytes
+            fh.write(os.urandom(size // 2).hex().encode())
+        total += size
+    return total
 
 
 def _step(tr: Transcript, cp: Checkpoint) -> float:
@@ -42,7 +52,7 @@ def _step(tr: Transcript, cp: Checkpoint) -> float:
     events: list[Event] = [_tool(tr.steps)]
     if change is not None:
         events.append(change)
-    tr.commit(events)
+    tr.commit(events, cp.inline)
     if change is not None:
         cp.committed(change)
     return time.perf_counter() - t0

@@ -273,6 +273,31 @@ def run(console: Console, r: RunRecord) -> None:
         rows.append(("error", visible(r.error)))
     if r.workspace:
         rows.append(("workspace", Text(visible(r.workspace), "yellow")))
+    rows += _budget_rows(r)
     console.print(Text.assemble((visible(r.id), "bold"), "  ", visible(r.title)))
     for key, value in rows:
         console.print(Text.assemble(f"  {key:<15}", value))
+
+
+def _budget_rows(r: RunRecord) -> list[tuple[str, Text | str]]:
+    """Usage totals, the limits set, and what a waiting run waits for (issues 13, 14)."""
+    tokens = f"{r.tokens_in + r.tokens_out} ({r.tokens_in} in, {r.tokens_out} out)"
+    rows: list[tuple[str, Text | str]] = [("tokens", tokens), ("cost", f"${r.cost:.4f}")]
+    limits = [
+        f"{name} {value:g}"
+        for name, value in (
+            ("steps", r.max_steps),
+            ("tokens", r.max_tokens),
+            ("cost $", r.max_cost),
+            ("time s", r.max_time),
+            ("tool calls", r.max_tool_calls),
+        )
+        if value
+    ]
+    rows.append(("limits", ", ".join(limits) or "-"))
+    if r.approve:
+        rows.append(("approve", visible(r.approve.replace(",", ", "))))
+    if r.waiting_for and r.status is Status.WAITING:
+        what = f"approval of {r.gate_tool} ({r.gate_call})" if r.gate_call else r.waiting_for
+        rows.append(("waiting for", Text(visible(what), "magenta")))
+    return rows

@@ -12,6 +12,7 @@ from runner.checks import decode_text
 from runner.cli import render
 from runner.cli.following import follow_run
 from runner.cli.group import cli, client, err, guarded, out, run_id_arg
+from runner.cli.parking import COUNT, Dollars, Duration
 from runner.client import Submission
 from runner.errors import BadInput
 from runner.events import Status, to_openai
@@ -68,12 +69,39 @@ def upload_progress() -> Callable[[int, int], None]:
     metavar="FILE",
     help="JSON script for --model scripted; stored with the run.",
 )
-@click.option("--session", default="", help="Group the run under a session name.")
+@click.option(
+    "--session",
+    default="",
+    help="Make the run the next turn of session NAME: it continues the session's "
+    "conversation and workspace. [RUNNER_SESSION_IDLE_SECONDS]",
+)
+@click.option(
+    "--if-busy",
+    type=click.Choice(["queue", "reject"]),
+    default="queue",
+    show_default=True,
+    help="When the session's previous turn has not ended: wait for it, or refuse.",
+)
 @click.option("--queue", help="RQ queue to run on. [RUNNER_QUEUE]")
 @click.option(
     "--max-steps",
     type=click.IntRange(1, 100_000),
-    help="Stop after this many model calls. [RUNNER_MAX_STEPS]",
+    help="Park (waiting) after this many model calls. [RUNNER_MAX_STEPS]",
+)
+@click.option("--max-tokens", type=COUNT, help="Park at N tokens (in + out). [RUNNER_MAX_TOKENS]")
+@click.option("--max-cost", type=Dollars(), help="Park once USD are spent. [RUNNER_MAX_COST]")
+@click.option(
+    "--max-time",
+    type=Duration(),
+    help="Park after this much running time: 90s, 30m, 2h. [RUNNER_MAX_TIME]",
+)
+@click.option("--max-tool-calls", type=COUNT, help="Park at N tool calls. [RUNNER_MAX_TOOL_CALLS]")
+@click.option(
+    "--approve",
+    "approve",
+    multiple=True,
+    metavar="TOOL",
+    help="Park before each call of TOOL until approved (repeatable). [RUNNER_APPROVE_TOOLS]",
 )
 @click.option(
     "--workspace",
@@ -91,8 +119,14 @@ def submit(
     model: str | None,
     script_path: str | None,
     session: str,
+    if_busy: str,
     queue: str | None,
     max_steps: int | None,
+    max_tokens: int | None,
+    max_cost: float | None,
+    max_time: float | None,
+    max_tool_calls: int | None,
+    approve: tuple[str, ...],
     workspace: str,
     follow: bool,
     as_json: bool,
@@ -112,12 +146,20 @@ def submit(
             model=model,
             queue=queue,
             max_steps=max_steps,
+            max_tokens=max_tokens,
+            max_cost=max_cost,
+            max_time=max_time,
+            max_tool_calls=max_tool_calls,
+            approve=approve,
             script=script,
             session=session,
             workspace=workspace,
+            if_busy=if_busy,
         ),
         upload_progress() if workspace else None,
     )
+    for note in runner.notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(json.dumps({"id": run_id}) if as_json else run_id)
     if follow:
         sys.exit(follow_run(runner, run_id, as_json, None, out, err))

@@ -1,10 +1,12 @@
-"""Commands that steer a run: cancel, resume, send."""
+"""Commands that steer a run: cancel, send (resume, approve, deny: runner/cli/parking.py)."""
 
 from __future__ import annotations
 
 import click
 
+from runner import session_admin
 from runner.cli.group import cli, client, guarded, run_id_arg
+from runner.errors import WrongState
 from runner.events import Status
 
 
@@ -22,22 +24,23 @@ def cancel(run_id: str) -> None:
 
 @cli.command()
 @click.argument("run_id", metavar="ID", callback=run_id_arg)
-@guarded
-def resume(run_id: str) -> None:
-    """Put a suspended (or waiting) run back in its queue."""
-    client().resume(run_id)
-    click.echo(f"resumed {run_id}; it is queued again")
-
-
-@cli.command()
-@click.argument("run_id", metavar="ID", callback=run_id_arg)
 @click.argument("message")
 @guarded
 def send(run_id: str, message: str) -> None:
     """Send a message to a run.
 
-    The turn takes it in as a user message before its next model call. The message
-    must be UTF-8.
+    The turn takes it in as a user message before its next model call. To a run that
+    has ended, the message starts the next turn of its session (one named after the
+    run if it had none) and the new run's id is printed. The message must be UTF-8.
     """
-    client().send(run_id, message)
+    runner = client()
+    try:
+        runner.send(run_id, message)
+    except WrongState:
+        if runner.settings.api_url:
+            raise  # over HTTP there is no next turn yet
+        new_id, session = session_admin.next_turn(runner, run_id, message)
+        click.echo(f"{run_id} has ended; session {session} continues in {new_id}", err=True)
+        click.echo(new_id)
+        return
     click.echo(f"sent to {run_id}")

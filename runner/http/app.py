@@ -23,6 +23,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from runner import session_admin
+from runner.budgets import LIMITS, adds_from_json, limits_from_json
 from runner.client import STREAM_ID, Client, Submission
 from runner.errors import (
     BadInput,
@@ -199,8 +201,24 @@ class Api:
         return JSONResponse({"id": run_id, "before": before.value})
 
     async def resume(self, request: Request) -> Response:
+        """Body (optional): what to add to the limits, ``{"add_tokens": N, "add_time": "30m"}``."""
         run_id = self.run_id(request)
-        before = await run_in_threadpool(self.client.resume, run_id)
+        adds = adds_from_json(await self.body(request))
+        before = await run_in_threadpool(self.client.resume, run_id, adds)
+        return JSONResponse({"id": run_id, "before": before.value})
+
+    async def approve(self, request: Request) -> Response:
+        run_id = self.run_id(request)
+        before = await run_in_threadpool(self.client.approve, run_id)
+        return JSONResponse({"id": run_id, "before": before.value})
+
+    async def deny(self, request: Request) -> Response:
+        """Body: ``{"reason": "..."}`` (optional), what the model reads as the tool's result."""
+        run_id = self.run_id(request)
+        reason = (await self.body(request)).get("reason") or ""
+        if not isinstance(reason, str):
+            raise BadInput('give the reason as {"reason": "..."}')
+        before = await run_in_threadpool(self.client.deny, run_id, reason)
         return JSONResponse({"id": run_id, "before": before.value})
 
     async def send(self, request: Request) -> Response:
@@ -223,6 +241,11 @@ class Api:
             sse(sub), ping=self.heartbeat, headers={"Cache-Control": "no-store"}
         )
 
+    async def sessions(self, request: Request) -> Response:
+        store, cfg = self.client.store, self.client.settings
+        found = await run_in_threadpool(session_admin.list_sessions, store, cfg)
+        return JSONResponse({"sessions": [s.to_dict() for s in found]})
+
     async def workers(self, request: Request) -> Response:
         queue = str(request.path_params["queue"])
         return JSONResponse(
@@ -240,7 +263,7 @@ def _is_json(request: Request) -> bool:
 
 def submission(body: dict[str, Any]) -> Submission:
     """A Submission from a JSON body (the client checks the values themselves)."""
-    known = {"prompt", "model", "queue", "max_steps", "script", "session"}
+    known = {"prompt", "model", "queue", "max_steps", "script", "session", *LIMITS, "approve"}
     unknown = sorted(set(body) - known)
     if unknown:
         raise BadInput(f"unknown field: {unknown[0][:40]!r}")
@@ -253,6 +276,9 @@ def submission(body: dict[str, Any]) -> Submission:
     steps = body.get("max_steps")
     if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool)):
         raise BadInput("max_steps must be a whole number")
+    approve = body.get("approve") or []
+    if not isinstance(approve, list) or not all(isinstance(t, str) for t in approve):
+        raise BadInput("approve must be a list of tool names")
     return Submission(
         prompt=prompt,
         model=body.get("model"),
@@ -260,6 +286,8 @@ def submission(body: dict[str, Any]) -> Submission:
         max_steps=steps,
         script=body.get("script") or "",
         session=body.get("session") or "",
+        approve=tuple(approve),
+        **limits_from_json(body),
     )
 
 
@@ -301,8 +329,11 @@ def build_app(client: Client, heartbeat: float = 15.0) -> Starlette:
         Route("/runs/{run_id}/events", read(api.events)),
         Route("/runs/{run_id}/cancel", write(api.cancel), methods=["POST"]),
         Route("/runs/{run_id}/resume", write(api.resume), methods=["POST"]),
+        Route("/runs/{run_id}/approve", write(api.approve), methods=["POST"]),
+        Route("/runs/{run_id}/deny", write(api.deny), methods=["POST"]),
         Route("/runs/{run_id}/send", write(api.send), methods=["POST"]),
         Route("/queues/{queue}/workers", read(api.workers)),
+        Route("/sessions", read(api.sessions)),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:

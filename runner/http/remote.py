@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 from pydantic import TypeAdapter
 
+from runner.budgets import Adds
 from runner.client import STREAM_ID, Client, Submission
 from runner.errors import (
     AccessDenied,
@@ -72,6 +73,11 @@ class RemoteClient(Client):
             "max_steps": sub.max_steps,
             "script": sub.script,
             "session": sub.session,
+            "max_tokens": sub.max_tokens,
+            "max_cost": sub.max_cost,
+            "max_time": sub.max_time,
+            "max_tool_calls": sub.max_tool_calls,
+            "approve": list(sub.approve),
         }
         return str(self._call("POST", "/runs", body)["id"])
 
@@ -92,8 +98,16 @@ class RemoteClient(Client):
     def cancel(self, run_id: str) -> Status:
         return Status(self._call("POST", f"/runs/{check_run_id(run_id)}/cancel")["before"])
 
-    def resume(self, run_id: str) -> Status:
-        return Status(self._call("POST", f"/runs/{check_run_id(run_id)}/resume")["before"])
+    def resume(self, run_id: str, adds: Adds | None = None) -> Status:
+        body = (adds or Adds()).checked().as_json()
+        return Status(self._call("POST", f"/runs/{check_run_id(run_id)}/resume", body)["before"])
+
+    def approve(self, run_id: str) -> Status:
+        return Status(self._call("POST", f"/runs/{check_run_id(run_id)}/approve", {})["before"])
+
+    def deny(self, run_id: str, reason: str = "") -> Status:
+        path = f"/runs/{check_run_id(run_id)}/deny"
+        return Status(self._call("POST", path, {"reason": reason})["before"])
 
     def send(self, run_id: str, text: str) -> Status:
         path = f"/runs/{check_run_id(run_id)}/send"

@@ -12,6 +12,7 @@ for _, ev in ipairs(cjson.decode(ARGV[3])) do last = append('0', ev[1], ev[2]) e
 if ARGV[4] ~= '' then redis.call('SET', K.script, ARGV[4]) end
 -- Blobs uploaded before the run existed carry a TTL (so a failed submit leaks nothing).
 redis.call('PERSIST', K.blobs)
+redis.call('PERSIST', K.history)  -- a fork's, written before the run (runner.forking)
 if ARGV[5] ~= '' then
   local ttl = tonumber(ARGV[6])
   redis.call('ZREMRANGEBYSCORE', K.session, 0, now - ttl)

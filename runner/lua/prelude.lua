@@ -20,8 +20,18 @@ local function apply_workspace(data)
   if type(d.note) == 'string' then redis.call('HSET', K.record, 'workspace', d.note) end
 end
 
+-- Usage totals are kept in the record as usage events land (issue 13: runner status).
+local function add_usage(data)
+  local d = cjson.decode(data)
+  redis.call('HINCRBY', K.record, 'tokens_in', d.input_tokens or 0)
+  redis.call('HINCRBY', K.record, 'tokens_out', d.output_tokens or 0)
+  if type(d.cost) == 'number' and d.cost > 0 then
+    redis.call('HINCRBYFLOAT', K.record, 'cost', string.format('%.10f', d.cost))
+  end
+end
+
 local function append(epoch, etype, data)
-  if etype == 'workspace' then apply_workspace(data) end
+  if etype == 'workspace' then apply_workspace(data) elseif etype == 'usage' then add_usage(data) end
   return redis.call('XADD', K.events, '*', 'v', '1', 'type', etype, 'epoch', epoch, 'data', data)
 end
 

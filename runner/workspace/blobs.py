@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import redis
@@ -23,11 +24,19 @@ from runner.errors import BadInput, WorkspaceError
 from runner.keys import Keys
 
 BATCH_BYTES = 4 * 1024 * 1024  # one pipeline of uploads at most this big
+HASHERS = 2  # threads checking fetched blobs against their hashes
+PARALLEL_FROM = 64  # blobs: fewer are checked in the calling thread
 Progress = Callable[[int], None]  # called with the bytes just stored
 
 
 class Blobs(Protocol):
-    """Content-addressed storage of one run's workspace files."""
+    """Content-addressed storage of one run's workspace files.
+
+    ``inline``: the run's commit script can store the blobs itself (they live in the
+    run's own Redis hash), so a step's contents need no round trip of their own.
+    """
+
+    inline: bool
 
     def put(self, blobs: Mapping[str, bytes], progress: Progress | None = None) -> None:
         """Store every blob (idempotent: a blob stored twice is stored once)."""
@@ -62,8 +71,21 @@ def verified(digest: str, data: bytes | None, where: str) -> bytes:
     return data
 
 
+def verify_all(digests: list[str], values: list[bytes | None], where: str) -> dict[str, bytes]:
+    """Each value checked against its digest (hashing releases the GIL: two at once)."""
+    if len(digests) < PARALLEL_FROM:
+        return {d: verified(d, v, where) for d, v in zip(digests, values, strict=True)}
+    with ThreadPoolExecutor(HASHERS) as pool:
+        checked = pool.map(
+            lambda dv: verified(dv[0], dv[1], where), zip(digests, values, strict=True)
+        )
+        return dict(zip(digests, checked, strict=True))
+
+
 class RedisBlobs:
     """Blobs in a hash of the run's own (expires with the run)."""
+
+    inline = True
 
     def __init__(self, client: redis.Redis, key: str, ttl_ms: int = 0) -> None:
         self.redis: Any = client
@@ -96,9 +118,7 @@ class RedisBlobs:
         if not wanted:
             return {}
         values = self.redis.hmget(self.key, wanted)
-        return {
-            d: verified(d, v, "the run's Redis blobs") for d, v in zip(wanted, values, strict=True)
-        }
+        return verify_all(wanted, values, "the run's Redis blobs")
 
     def delete_run(self) -> None:
         self.redis.delete(self.key)
@@ -106,6 +126,8 @@ class RedisBlobs:
 
 class FsspecBlobs:
     """Blobs as files under a directory or object-store URL (through fsspec)."""
+
+    inline = False
 
     def __init__(self, url: str, prefix: str, run_id: str) -> None:
         try:

@@ -20,6 +20,7 @@ from runner.workspace.scan import Scan, Scanner
 from runner.workspace.tree import materialize, prune
 
 MAX_SKIPPED_SHOWN = 5
+INLINE_BYTES = 1 << 20  # a step's new contents up to this size ride in the commit script
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,18 @@ class Checkpoint:
         self.blobs = blobs
         self.manifest = dict(manifest)
         self.max_bytes = max_bytes
-        self.scanner = Scanner(root, max_bytes, ignore)
+        self.scanner = Scanner(root, max_bytes, ignore, watch=True)
         self.known = {e.hash for e in manifest.values() if e.hash}  # hashes the store holds
+        self.files, self.bytes = totals(self.manifest)
         self.over = False
         self.skipped: list[str] = []
+        # Contents of the last step for the commit script itself to store (a store that
+        # can: the run's own Redis hash), so that a small edit stays one round trip.
+        self.inline: dict[str, bytes] = {}
+        # The manifest is what the scanner last saw, except at the paths a scan says it
+        # touched; not so after a restore wrote behind its back, or while a step's event
+        # is not committed (or failed midway): then the next step compares everything.
+        self.synced = True
 
     def restore(self) -> Restored | None:
         """Make the directory match the manifest; None if it already did."""
@@ -74,15 +83,20 @@ class Checkpoint:
             return None
         written = materialize(self.root, differ, self.blobs)
         removed = prune(self.root, self.manifest, extra)
-        self.scanner.remember(differ)  # what was just written needs no second read
+        self.scanner.remember(differ, written.facts)  # what was written needs no read
+        self.synced = False
         return Restored(written.files, written.bytes, removed, time.monotonic() - started)
 
     def step(self) -> tuple[WorkspaceEvent | None, str]:
         """Scan after a tool call: the event to commit (or None) and a note for the model."""
-        found = self.scanner.scan()
-        if any(e.hash not in self.known and e.hash not in found.fresh for e in _files(found)):
+        self.inline = {}
+        everything, self.synced = not self.synced, False
+        found = self.scanner.update()
+        delta = self._delta(found, everything)
+        if any(c.hash and c.hash not in self.known and c.hash not in found.fresh for c in delta):
             self.scanner.forget()  # a hash remembered but never stored: read it again
             found = self.scanner.scan()
+            delta = self._delta(found, everything)
         notes: list[str] = []
         note: str | None = None
         if found.over != self.over:
@@ -96,14 +110,16 @@ class Checkpoint:
                 "not kept: " + "; ".join(skipped) + (f" (and {more} more)" if more else "")
             )
         self.skipped = skipped
-        delta = [] if found.over else changes(self.manifest, found.entries)
         if not delta and note is None:
+            self.synced = True
             return None, "\n".join(notes)
         needed = {c.hash for c in delta if c.hash and c.hash not in self.known}
-        self.blobs.put({h: found.fresh[h] for h in needed if h in found.fresh})
-        after = dict(self.manifest)
-        apply(after, delta)
-        files, size = totals(after)
+        contents = {h: found.fresh[h] for h in needed if h in found.fresh}
+        if self.blobs.inline and sum(map(len, contents.values())) <= INLINE_BYTES:
+            self.inline = contents
+        else:
+            self.blobs.put(contents)
+        files, size = self._totals_after(delta)
         event = WorkspaceEvent(
             changes=delta, files=files, bytes=size, note=note, skipped=skipped or None
         )
@@ -111,9 +127,33 @@ class Checkpoint:
 
     def committed(self, event: WorkspaceEvent) -> None:
         """The event's commit landed: its changes are the manifest now."""
+        self.files, self.bytes = self._totals_after(event.changes)
         apply(self.manifest, event.changes)
         self.known.update(c.hash for c in event.changes if c.hash)
+        self.inline = {}
+        self.synced = True
 
+    def close(self) -> None:
+        """Stop watching the directory."""
+        self.scanner.close()
 
-def _files(found: Scan) -> list[WorkspaceChange]:
-    return [e for e in found.entries.values() if e.kind == "file"]
+    def _delta(self, found: Scan, everything: bool) -> list[WorkspaceChange]:
+        """What the scan changed against the manifest (only its touched paths, if named)."""
+        if found.over:
+            return []
+        if found.touched is None or self.over or everything:
+            return changes(self.manifest, found.entries)
+        return changes(
+            {p: e for p in found.touched if (e := self.manifest.get(p)) is not None},
+            {p: e for p in found.touched if (e := found.entries.get(p)) is not None},
+        )
+
+    def _totals_after(self, delta: list[WorkspaceChange]) -> tuple[int, int]:
+        files, size = self.files, self.bytes
+        for change in delta:
+            was = self.manifest.get(change.path)
+            if was is not None and was.kind == "file":
+                files, size = files - 1, size - (was.size or 0)
+            if change.kind == "file":
+                files, size = files + 1, size + (change.size or 0)
+        return files, size

@@ -39,6 +39,8 @@ ID_COMMANDS = {
     "transcript": ["transcript"],
     "cancel": ["cancel"],
     "resume": ["resume"],
+    "approve": ["approve"],
+    "deny": ["deny"],
     "send": ["send", "{id}", "hello"],
 }
 

@@ -24,6 +24,7 @@ SECTIONS = (
     "recovery",
     "memory",
     "workspace",
+    "fleet",
     "sse",
 )
 

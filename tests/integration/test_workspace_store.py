@@ -41,6 +41,22 @@ def manifest(store: RunStore, run_id: str) -> mf.Manifest:
     return mf.from_hash(store.redis.hgetall(store.keys.manifest(run_id)))
 
 
+def test_a_commit_stores_the_blobs_it_carries_and_only_when_it_lands(store: RunStore) -> None:
+    run_id, epoch = started(store)
+    event = WorkspaceEvent(changes=[change("a", b"one")], files=1, bytes=3)
+    digest = event.changes[0].hash or ""
+    key = store.keys.blobs(run_id)
+    with pytest.raises(StaleEpoch):
+        store.commit(run_id, epoch + 1, [tool(), event], seen=2, blobs={digest: b"one"})
+    assert store.redis.exists(key) == 0, "a fenced commit stored a blob"
+    store.commit(run_id, epoch, [tool(), event], seen=2, blobs={digest: b"one"})
+    store.commit(run_id, epoch, [tool(), event], seen=2, blobs={digest: b"one"})  # a retry
+    assert len(store.events(run_id)) == 4
+    blobs = open_blobs("redis", store.redis, store.keys, run_id)
+    assert blobs.get_many([digest]) == {digest: b"one"}
+    assert manifest(store, run_id) == mf.fold(store.events(run_id))
+
+
 def test_the_manifest_moves_with_the_commit_and_only_with_it(store: RunStore) -> None:
     run_id, epoch = started(store)
     first = WorkspaceEvent(changes=[change("a", b"1"), change("b", b"2")], files=2, bytes=2)
@@ -89,6 +105,7 @@ def test_two_hosts_share_one_workspace(store: RunStore, any_blobs: Blobs, tmp_pa
     cp = Checkpoint(one, any_blobs, {}, 1 << 20, ())
     event, _ = cp.step()
     assert event is not None
+    any_blobs.put(cp.inline)  # what the commit script does with a Redis store
     cp.committed(event)
     written = materialize(tmp_path / "two", cp.manifest.values(), any_blobs)
     assert written.bytes == 25600
@@ -96,3 +113,31 @@ def test_two_hosts_share_one_workspace(store: RunStore, any_blobs: Blobs, tmp_pa
     any_blobs.delete_run()
     with pytest.raises(WorkspaceError, match="missing"):
         materialize(tmp_path / "three", cp.manifest.values(), any_blobs)
+
+
+def test_a_sweep_removes_the_blobs_of_runs_that_expired_and_only_those(
+    store: RunStore, tmp_path: Path
+) -> None:
+    import time
+
+    from runner.settings import Settings
+    from runner.workspace.retention import sweep_blob_store
+
+    url = f"file://{tmp_path / 'shared'}"
+    hours_ago = int(time.time() * 1000) - 2 * 3600 * 1000
+    expired, kept, young = new_run_id(hours_ago), new_run_id(hours_ago), new_run_id()
+    for run_id in (expired, kept, young):
+        open_blobs(url, store.redis, store.keys, run_id).put(
+            {hashlib.sha256(b"x").hexdigest(): b"x"}
+        )
+    store.redis.hset(store.keys.record(kept), "status", "succeeded")
+    (tmp_path / "shared" / store.keys.prefix / "not-a-run").mkdir()
+    settings = Settings(workspace_store=url, prefix=store.keys.prefix)
+    assert sweep_blob_store(store, settings) == 1
+    left = sorted(p.name for p in (tmp_path / "shared" / store.keys.prefix).iterdir())
+    assert left == sorted([kept, young, "not-a-run"])
+    store.redis.delete(store.keys.record(kept))
+    assert sweep_blob_store(store, settings) == 0, "a second sweeper in the same period"
+    assert sweep_blob_store(store, settings, force=True) == 1
+    redis_store = Settings(workspace_store="redis", prefix=store.keys.prefix)
+    assert sweep_blob_store(store, redis_store, force=True) == 0

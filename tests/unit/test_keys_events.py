@@ -83,7 +83,8 @@ def test_non_string_id_is_rejected() -> None:
 def test_one_runs_keys_share_one_hash_tag() -> None:
     run_id = new_run_id()
     keys = Keys("pfx").run_keys(run_id)
-    assert len(keys) == len(set(keys)) == 7  # record, events, lease, inbox, script, manifest, blobs
+    # record, events, lease, inbox, script, manifest, blobs, history
+    assert len(keys) == len(set(keys)) == 8
     tags = {re.search(r"\{([^}]*)\}", k).group(1) for k in keys}  # type: ignore[union-attr]
     assert tags == {run_id}
     assert all(k.startswith("pfx:run:{") for k in keys)
@@ -108,10 +109,11 @@ def test_script_keys_follow_the_slot_names() -> None:
     run_id = new_run_id()
     k = Keys("p")
     keys = k.script_keys(run_id)
-    assert len(keys) == len(SCRIPT_KEYS) - 1, "the session slot is only filled when given"
+    assert len(keys) == len(SCRIPT_KEYS) - 2, "the session slots are only filled when given"
     assert keys[: len(RUN_KEYS)] == k.run_keys(run_id)
-    for name, key in zip(SCRIPT_KEYS, k.script_keys(run_id, "s1"), strict=True):
-        expected = getattr(k, name)
+    prev = new_run_id()
+    for name, key in zip(SCRIPT_KEYS, k.script_keys(run_id, "s1", prev), strict=True):
+        expected = k.record(prev) if name == "prev" else getattr(k, name)
         if callable(expected):
             expected = expected("s1" if name == "session" else run_id)
         assert key == expected, name

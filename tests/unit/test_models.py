@@ -86,7 +86,7 @@ def test_scripted_model_is_deterministic() -> None:
 def test_scripted_usage_counts_characters() -> None:
     messages = [{"role": "user", "content": "x" * 40}, {"role": "assistant", "content": None}]
     reply = ScriptedModel(script({}, {"content": "y" * 9})).complete(messages, [], Stop(5))
-    assert reply.usage == Usage(input_tokens=10, output_tokens=2, cost=0.0)
+    assert reply.usage == Usage(input_tokens=10, output_tokens=2)
 
 
 def test_scripted_model_refuses_after_a_stop() -> None:

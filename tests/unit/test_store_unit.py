@@ -169,8 +169,14 @@ def test_every_key_of_a_cancelled_run_expires(store: RunStore) -> None:
     store.send(run_id, "unread")
     store.cancel(run_id)
     # A queued run holds no lease; a run without a workspace has no manifest or blobs
-    # (tests/integration/test_workspace_store.py checks that those expire too).
-    absent = {store.keys.lease(run_id), store.keys.manifest(run_id), store.keys.blobs(run_id)}
+    # (tests/integration/test_workspace_store.py checks that those expire too), one that
+    # continues nothing no history (tests/unit/test_sessions_unit.py).
+    absent = {
+        store.keys.lease(run_id),
+        store.keys.manifest(run_id),
+        store.keys.blobs(run_id),
+        store.keys.history(run_id),
+    }
     for key in store.keys.run_keys(run_id):
         if key not in absent:
             assert 0 < store.redis.pttl(key) <= store.retention_ms, key

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
+import shutil
 import stat
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ import fakeredis
 import pytest
 
 from runner.errors import BadInput, WorkspaceError
-from runner.events import WorkspaceChange
+from runner.events import WorkspaceChange, WorkspaceEvent
 from runner.keys import Keys, new_run_id
 from runner.workspace import access
 from runner.workspace.blobs import Blobs, FsspecBlobs, RedisBlobs
@@ -22,6 +24,12 @@ from runner.workspace.scan import Scanner
 from runner.workspace.tree import materialize
 
 MiB = 1024 * 1024
+
+
+def landed(cp: Checkpoint, event: WorkspaceEvent) -> None:
+    """What a commit does with a checkpoint's event: store what it carries, then move on."""
+    cp.blobs.put(cp.inline)
+    cp.committed(event)
 
 
 def sha(data: bytes) -> str:
@@ -175,8 +183,12 @@ def test_checkpoint_stores_before_it_returns_and_costs_nothing_unchanged(
     cp = Checkpoint(root, blobs, {}, MiB, ())
     event, note = cp.step()
     assert event is not None and note == ""
-    assert blobs.get_many([sha(b"hello\n")]) == {sha(b"hello\n"): b"hello\n"}
-    cp.committed(event)
+    if blobs.inline:  # the commit script stores them, in the same round trip
+        assert cp.inline[sha(b"hello\n")] == b"hello\n"
+    else:
+        assert cp.inline == {}
+        assert blobs.get_many([sha(b"hello\n")]) == {sha(b"hello\n"): b"hello\n"}
+    landed(cp, event)
     assert cp.step() == (None, "")
     (root / "a.txt").unlink()
     event, _ = cp.step()
@@ -188,7 +200,7 @@ def test_restore_brings_a_fresh_host_to_the_manifest(tmp_path: Path, blobs: Blob
     first = Checkpoint(tree(tmp_path / "one"), blobs, {}, MiB, ())
     event, _ = first.step()
     assert event is not None
-    first.committed(event)
+    landed(first, event)
     other = tmp_path / "two"
     other.mkdir()
     (other / "stale.txt").write_text("from an attempt that never committed")
@@ -205,7 +217,7 @@ def test_over_the_cap_the_run_is_told_once(tmp_path: Path, blobs: Blobs) -> None
     event, note = cp.step()
     assert event is not None and event.changes == [] and event.note
     assert "no longer carried across hosts" in note
-    cp.committed(event)
+    landed(cp, event)
     assert cp.step() == (None, "")
 
 
@@ -236,3 +248,119 @@ def test_modes_survive(tmp_path: Path, blobs: Blobs) -> None:
     blobs.put(found.fresh)
     materialize(tmp_path / "out", found.entries.values(), blobs)
     assert stat.S_IMODE((tmp_path / "out" / "run.sh").stat().st_mode) == 0o755
+
+
+def test_a_read_only_directory_comes_back_read_only(tmp_path: Path, blobs: Blobs) -> None:
+    root = tree(tmp_path / "ws")
+    (root / "d" / "empty" / "kept.txt").write_text("kept\n")
+    (root / "d" / "empty").chmod(0o555)
+    found = Scanner(root, MiB).scan()
+    blobs.put(found.fresh)
+    out = tmp_path / "out"
+    materialize(out, found.entries.values(), blobs)
+    assert stat.S_IMODE((out / "d" / "empty").stat().st_mode) == 0o555
+    assert (out / "d" / "empty" / "kept.txt").read_text() == "kept\n"
+    assert Scanner(out, MiB).scan().entries == found.entries
+    for d in (root, out):
+        (d / "d" / "empty").chmod(0o755)  # so that tmp_path can be cleaned up
+
+
+# -- watched scans ------------------------------------------------------------------------
+
+
+def test_a_watched_scan_lists_nothing_when_nothing_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tree(tmp_path / "ws")
+    scanner = Scanner(root, MiB, watch=True)
+    scanner.scan()
+    looked: list[str] = []
+    real_scandir, real_lstat = os.scandir, os.lstat
+
+    def scandir(path: Any) -> Any:
+        looked.append(f"list {os.path.relpath(path, root)}")
+        return real_scandir(path)
+
+    def lstat(path: Any) -> Any:
+        looked.append(f"lstat {os.path.relpath(path, root)}")
+        return real_lstat(path)
+
+    monkeypatch.setattr("runner.workspace.scan.os.scandir", scandir)
+    monkeypatch.setattr("runner.workspace.scan.os.lstat", lstat)
+    found = scanner.update()
+    assert found.touched == set() and looked == []
+    (root / "d" / "new.txt").write_text("x")
+    found = scanner.update()
+    assert found.touched == {"d/new.txt"} and "d/new.txt" in found.entries
+    assert looked == ["lstat d/new.txt"]  # the one entry the write touched
+    scanner.close()
+
+
+def _random_edit(rng: random.Random, root: Path, i: int) -> str:
+    """One random change to the tree under ``root``; its name."""
+    dirs = [root, *[p for p in root.rglob("*") if p.is_dir() and not p.is_symlink()]]
+    have = [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
+    op = rng.choice(["new", "new", "edit", "rm", "mkdir", "rmtree", "mv", "mvdir", "ln", "x"])
+    where = rng.choice(dirs)
+    if op == "new" or (not have and op in ("edit", "rm", "mv", "x")):
+        (where / f"f{i}.txt").write_text(f"file {i}\n")
+    elif op == "edit":
+        rng.choice(have).write_text(f"edited at {i}\n" * rng.randint(1, 3))
+    elif op == "rm":
+        rng.choice(have).unlink()
+    elif op == "mkdir":
+        (where / f"d{i}" / "deeper").mkdir(parents=True)
+        (where / f"d{i}" / "deeper" / "leaf.txt").write_text("leaf\n")
+    elif op == "rmtree" and where != root:
+        shutil.rmtree(where)
+    elif op == "mv":
+        rng.choice(have).rename(rng.choice(dirs) / f"moved{i}.txt")
+    elif op == "mvdir" and where != root:
+        where.rename(root / f"renamed{i}")
+    elif op == "ln":
+        (root / f"link{i}").symlink_to(rng.choice(have).relative_to(root) if have else "gone")
+    elif op == "x" and have:
+        rng.choice(have).chmod(0o755)
+    return op
+
+
+def test_a_watched_scan_always_agrees_with_a_full_walk(tmp_path: Path) -> None:
+    """Two hundred random edits, each followed by an update: never a path missed."""
+    rng = random.Random(11)
+    root = tmp_path / "ws"
+    root.mkdir()
+    scanner = Scanner(root, MiB, watch=True)
+    before = dict(scanner.scan().entries)
+    for i in range(200):
+        op = _random_edit(rng, root, i)
+        found = scanner.update()
+        truth = Scanner(root, MiB).scan().entries
+        assert found.entries == truth, f"after op {i} ({op})"
+        if found.touched is not None:
+            moved = {p for p in set(before) | set(truth) if before.get(p) != truth.get(p)}
+            assert moved <= found.touched, f"after op {i} ({op}): {moved - found.touched}"
+        before = dict(truth)
+    scanner.close()
+
+
+def test_a_step_after_a_restore_sees_every_change_to_the_restored_files(
+    tmp_path: Path, blobs: Blobs
+) -> None:
+    first = Checkpoint(tree(tmp_path / "one"), blobs, {}, MiB, ())
+    event, _ = first.step()
+    assert event is not None
+    landed(first, event)
+    other = tmp_path / "two"
+    cp = Checkpoint(other, blobs, first.manifest, MiB, ())
+    assert cp.restore() is not None
+    (other / "a.txt").unlink()  # the first tool, before any step has looked
+    (other / "d" / "new.txt").write_text("new\n")
+    event, _ = cp.step()
+    assert event is not None
+    assert sorted((c.path, c.kind) for c in event.changes) == [
+        ("a.txt", "deleted"),
+        ("d/new.txt", "file"),
+    ]
+    landed(cp, event)
+    assert cp.step() == (None, "")
+    cp.close()

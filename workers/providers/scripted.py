@@ -93,6 +93,7 @@ class ScriptedModel:
 
     @staticmethod
     def _reply(content: str, calls: list[ToolCall], messages: list[dict[str, Any]]) -> Reply:
-        # Rough token counts (4 chars a token) so usage events can be exercised offline.
-        usage = Usage(_content_chars(messages) // 4, len(content) // 4, cost=0.0)
+        # Rough token counts (4 chars a token) so usage events can be exercised offline;
+        # no cost, so a RUNNER_PRICES entry for "scripted" prices it (issue 13).
+        usage = Usage(_content_chars(messages) // 4, len(content) // 4)
         return Reply(content, calls, usage)
