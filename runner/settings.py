@@ -76,6 +76,10 @@ class Settings(BaseSettings):
         description="comma-separated names of variables tools get besides the allowlist "
         "(RUNNER_* and provider keys are never passed)",
     )
+    # Tools (issue 13): user tools to load (package.module:object, comma-separated) and
+    # the MCP servers file (the usual mcpServers JSON); both read by workers.
+    tools: Annotated[tuple[str, ...], NoDecode] = Field(default=())
+    mcp_config: Path | None = None
     # Workspaces (issue 11): where file contents go, how much one workspace may hold,
     # and gitignore-style patterns (comma-separated) of what is never carried.
     workspace_store: str = Field(
@@ -146,6 +150,13 @@ class Settings(BaseSettings):
             bad = [str(n) for n in value if not _ENV_NAME.fullmatch(str(n))]
             if bad:
                 raise ValueError(f"not a variable name: {bad[0][:40]!r}")
+        return value
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _tool_specs(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(p.strip() for p in value.split(",") if p.strip())
         return value
 
     @field_validator("max_time", mode="before")

@@ -44,7 +44,8 @@ from workers.compactor import Context
 from workers.gate import Gate
 from workers.providers import Interrupted, Model, Reply, ToolCall
 from workers.stop import Stop
-from workers.tools import TOOLS, ToolContext, run_tool
+from workers.tools import ToolContext, mcp_servers, run_tool
+from workers.tools import get as get_tool
 from workers.tools import specs as tool_specs
 
 log = logging.getLogger("runner.agent")
@@ -103,6 +104,8 @@ class Turn:
             output_bytes=settings.tool_output_bytes,
             progress=self.deltas.note,
             progress_after=settings.tool_progress_seconds,
+            run_id=run_id,
+            extra=mcp_servers(settings, workspace, stop, self.deltas.note),
         )
         self.transcript = Transcript()
         self.gate = Gate(settings, max_steps)  # budgets and approvals (workers/gate.py)
@@ -124,6 +127,7 @@ class Turn:
         try:
             return self._run()
         finally:
+            self.tools.close()  # the attempt's MCP servers end with it
             self.deltas.close()
             if self.checkpoint is not None:
                 self.checkpoint.close()
@@ -164,7 +168,7 @@ class Turn:
             if self.inbox:
                 self._take_inbox()
             self.deltas.begin(self.transcript.last_id)
-            tools = tool_specs()
+            tools = tool_specs(self.tools)  # built-ins, user tools, this attempt's MCP tools
             try:
                 # What the model is sent; compacted and committed first if it would not fit.
                 messages = self.context.prepare(self.transcript, tools)
@@ -205,7 +209,7 @@ class Turn:
                 return self._park(held)
             self.deltas.begin(self.transcript.last_id)  # its progress notes
             with tracing.span("tool call", tool=call.name, call=call.id):
-                result = run_tool(call.name, call.arguments, self.tools)
+                result = run_tool(call.name, call.arguments, self.tools, call.id)
             self.deltas.discard()
             self._commit_tool(call.id, call.name, result.content)
             if result.interrupted:
@@ -248,13 +252,13 @@ class Turn:
         for call in list(self.transcript.pending):
             if self.stop.hurry.is_set():
                 return None
-            tool = TOOLS.get(call.name)
+            tool = get_tool(call.name, self.tools)
             if tool is not None and tool.idempotent:
                 held = self.gate.before_tool(ToolCall(call.id, call.name, dict(call.arguments)))
                 if held is not None:
                     return self._park(held)  # a re-run asks for approval like a first run
                 log.info("re-running idempotent tool", extra={**self.fields, "tool": call.name})
-                content = run_tool(call.name, dict(call.arguments), self.tools).content
+                content = run_tool(call.name, dict(call.arguments), self.tools, call.id).content
             else:
                 content = self._interrupted_note()
             self._commit_tool(call.id, call.name, content)

@@ -351,6 +351,9 @@ def main(queues: list[str], name: str | None, burst: bool, settings: Settings) -
 
     setup(fmt=settings.log_format)
     hide_environment()  # tools run as this user: /proc/PID/environ must not show our secrets
+    from workers.tools import load_tools
+
+    load_tools(settings)  # user tools and the MCP file: a bad one stops the worker here
     from runner import tracing
 
     tracing.setup()  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set

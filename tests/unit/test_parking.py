@@ -18,6 +18,7 @@ from runner.settings import Settings, get_settings, load_settings
 from runner.store import RunStore
 from workers.gate import Gate
 from workers.providers.base import Reply, ToolCall, Usage
+from workers.tools import register, tool, unregister
 
 SCRIPT = '{"steps": [{"content": "done"}]}'
 
@@ -246,18 +247,21 @@ def test_submit_limits_and_usage_totals(client: Client) -> None:
     assert (record.tokens_in, record.tokens_out, record.cost) == (14, 6, 0.25)
 
 
-class Flagged:
-    approval = True
+@tool(approval=True)
+def flagged(a: str) -> str:
+    """A tool that flags itself as needing approval."""
+    return a
 
 
-def test_gate(monkeypatch: pytest.MonkeyPatch, client: Client) -> None:
+def test_gate(request: pytest.FixtureRequest, client: Client) -> None:
     run_id = client.submit(
         Submission("go", script=SCRIPT, approve=("write_file",), max_tool_calls=2)
     )
     settings = Settings(redis_url="redis://unused", approve_tools=("shell",))
     gate = Gate(settings, 5)
     gate.load(client.get(run_id), client.store.events(run_id))
-    monkeypatch.setitem(__import__("workers.tools", fromlist=["TOOLS"]).TOOLS, "flagged", Flagged())
+    register(flagged)
+    request.addfinalizer(lambda: unregister("flagged"))
     for name in ("shell", "write_file", "flagged"):
         held = gate.before_tool(ToolCall("c9", name, {"a": "b" * 300}))
         assert held is not None and held.waiting_for == "approval" and held.call == "c9"

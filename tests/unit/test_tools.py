@@ -278,6 +278,7 @@ def test_specs_describe_every_tool() -> None:
         "shell",
         "read_file",
         "write_file",
+        "edit_file",
         "list_dir",
     ]
     assert all(s.description and s.parameters["type"] == "object" for s in described)
@@ -430,4 +431,4 @@ def test_a_registered_tool_is_described_and_callable(ws: Path) -> None:
         assert specs()[-1] == tools.ToolSpec("echo_args", "Echo the arguments.", Echo.parameters)
         assert run_tool("echo_args", {"b": 1, "a": 2}, make_ctx(ws)).content == "['a', 'b']"
     finally:
-        del TOOLS["echo_args"]
+        tools.unregister("echo_args")

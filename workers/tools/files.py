@@ -28,7 +28,7 @@ def _refuse_odd(raw: str, mode: int, want_dir_hint: str = "") -> None:
         raise ToolError(f"{raw!r} is not a regular file")
 
 
-def _open_regular(path: Path, raw: str, flags: int, hint: str = "") -> int:
+def open_regular(path: Path, raw: str, flags: int, hint: str = "") -> int:
     """A descriptor on the regular file at ``path``; ToolError for anything else."""
     try:
         _refuse_odd(raw, os.lstat(path).st_mode, hint)
@@ -63,7 +63,7 @@ class ReadFileTool(Tool):
         check_args(args, {"path"})
         raw = str_arg(args, "path")
         path = resolve_path(ctx.workspace, raw)
-        fd = _open_regular(path, raw, os.O_RDONLY, "; use list_dir")
+        fd = open_regular(path, raw, os.O_RDONLY, "; use list_dir")
         with os.fdopen(fd, "rb") as f:
             size = os.fstat(fd).st_size
             head = f.read(ctx.output_bytes)
@@ -100,7 +100,7 @@ class WriteFileTool(Tool):
             raise ToolError(f"{raw!r} is a directory")
         path.parent.mkdir(parents=True, exist_ok=True)
         # Truncated only once the descriptor is known to be a regular file's.
-        fd = _open_regular(path, raw, os.O_WRONLY | os.O_CREAT)
+        fd = open_regular(path, raw, os.O_WRONLY | os.O_CREAT)
         with os.fdopen(fd, "wb") as f:
             f.truncate(0)
             f.write(data)

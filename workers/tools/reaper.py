@@ -93,7 +93,7 @@ def _spawn(argv: list[str]) -> int:
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             for sig in (*_STOP_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ):
                 signal.signal(sig, signal.SIG_DFL)
-            os.execv(argv[0], argv)
+            os.execvp(argv[0], argv)  # PATH is the one the command was given
         except BaseException as exc:
             os.write(2, f"cannot run {argv[0]}: {exc}\n".encode())
         os._exit(127)
@@ -130,7 +130,8 @@ def main(argv: list[str]) -> int:
         return 128 + signal.SIGTERM
     if os.WIFSIGNALED(status):
         died_of = os.WTERMSIG(status)
-        signal.signal(died_of, signal.SIG_DFL)
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL and SIGSTOP have no handler
+            signal.signal(died_of, signal.SIG_DFL)
         os.kill(os.getpid(), died_of)
         return 128 + died_of
     return os.waitstatus_to_exitcode(status)
