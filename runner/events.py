@@ -59,6 +59,7 @@ class StatusEvent(_Event):
     status: Status
     worker: str | None = None
     reason: str | None = None
+    trace: str | None = None  # the attempt's OpenTelemetry trace id, when tracing is on
 
 
 class MessageEvent(_Event):
@@ -107,6 +108,8 @@ class WorkspaceEvent(_Event):
     bytes: int = 0
     note: str | None = None
     skipped: list[str] | None = None
+
+
 class DeltaEvent(_Event):
     """What is in flight between commits: streamed text or tool-call arguments, a note.
 

@@ -102,6 +102,7 @@ class Keys:
     def blobs(self, run_id: str) -> str:
         """Hash: file contents of the run's workspace by sha256 (RUNNER_WORKSPACE_STORE=redis)."""
         return self._run(run_id, "blobs")
+
     def deltas(self, run_id: str) -> str:
         """Stream: the run's in-flight output (deltas), capped and short-lived; never read
         back by a turn, so it is in no script's KEYS (issue 12)."""

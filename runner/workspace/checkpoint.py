@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner import metrics
 from runner.events import WorkspaceChange, WorkspaceEvent
 from runner.workspace.blobs import Blobs
 from runner.workspace.manifest import Manifest, apply, changes, totals
@@ -100,7 +101,9 @@ class Checkpoint:
         if not delta and note is None:
             return None, "\n".join(notes)
         needed = {c.hash for c in delta if c.hash and c.hash not in self.known}
-        self.blobs.put({h: found.fresh[h] for h in needed if h in found.fresh})
+        stored = {h: found.fresh[h] for h in needed if h in found.fresh}
+        self.blobs.put(stored)
+        metrics.workspace_stored(sum(len(data) for data in stored.values()))
         after = dict(self.manifest)
         apply(after, delta)
         files, size = totals(after)
