@@ -58,8 +58,7 @@ class RunsWatch:
         at_newest = {run_id for run_id, score in moved if score == newest}
         return self.client.store.get_many([run_id for run_id, _ in fresh]), newest, at_newest
 
-    async def _run(self, since: float) -> None:
-        seen: set[str] = set()
+    async def _run(self, since: float, seen: set[str]) -> None:
         while self.watchers:
             try:
                 records, since, seen = await run_in_threadpool(self.changed_since, since, seen)
@@ -85,7 +84,8 @@ class RunsWatch:
             if self.task is None:
                 # The list above is current as of now: poll for what moves after it.
                 newest = max((r.updated_ms for r in records), default=0)
-                self.task = asyncio.create_task(self._run(float(newest)))
+                seen = {r.id for r in records if r.updated_ms == newest}
+                self.task = asyncio.create_task(self._run(float(newest), seen))
             yield ServerSentEvent(data=dumped(records), event="list")
             while (changed := await queue.get()) is not None:
                 yield ServerSentEvent(data=dumped(changed), event="changed")
