@@ -34,7 +34,7 @@ INSTALL_HINT = "RUNNER_METRICS_PORT needs prometheus-client: pip install 'runner
 # Step, commit and model call latencies: a commit is milliseconds, a model call seconds.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BYTE_BUCKETS = (0, 1024, 10_240, 102_400, 1_048_576, 10_485_760, 104_857_600, 1_073_741_824)
-STATUS_TTL = 15.0  # seconds a count of runs by status is reused (it reads the whole index)
+STATUS_TTL = 5.0  # seconds a count of runs by status is reused (it reads the whole index)
 STATUS_PAGE = 1000
 _labels: dict[str, str] = {"queue": "", "model": ""}  # of the turn this process runs
 log = logging.getLogger("runner.metrics")
