@@ -73,7 +73,7 @@ def test_run_page_follows_a_live_turn(cli: Cli, browser: Any, tmp_path: Path) ->
     notes = {"path": "notes.txt", "content": "hello from the turn\n"}
     steps = [
         {
-            "content": "Writing the notes file. " * 8,
+            "content": "Writing notes. " * 12,
             "tool": "write_file",
             "args": notes,
             "sleep": 3,
