@@ -17,7 +17,6 @@ from runner.keys import Keys
 from runner.settings import Settings
 from runner.store import RunStore
 
-
 SCRIPT = '{"steps": [{"content": "done"}]}'
 
 
