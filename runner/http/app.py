@@ -191,7 +191,13 @@ class Api:
         raw_limit = request.query_params.get("limit", "50")
         if not raw_limit.isdigit():
             raise BadInput(f"limit must be a number, not {raw_limit[:40]!r}")
-        stream = self.runs_watch.stream(int(raw_limit))
+        queue = self.runs_watch.join()
+        try:
+            records = await run_in_threadpool(self.client.runs, None, int(raw_limit))
+        except BaseException:
+            self.runs_watch.watchers.discard(queue)
+            raise
+        stream = self.runs_watch.stream(queue, records)
         return EventSourceResponse(
             stream, ping=self.heartbeat, headers={"Cache-Control": "no-store"}
         )

@@ -75,14 +75,23 @@ class RunsWatch:
             await asyncio.sleep(self.poll)
         self.task = None
 
-    async def stream(self, limit: int) -> AsyncIterator[ServerSentEvent]:
-        """The list now (``event: list``), then the runs that change (``event: changed``)."""
+    def join(self) -> asyncio.Queue[list[RunRecord] | None]:
+        """A watcher's queue, registered before its list is read so no change slips by."""
         queue: asyncio.Queue[list[RunRecord] | None] = asyncio.Queue()
         self.watchers.add(queue)
+        return queue
+
+    async def stream(
+        self, queue: asyncio.Queue[list[RunRecord] | None], records: list[RunRecord]
+    ) -> AsyncIterator[ServerSentEvent]:
+        """``records`` (the list read after :meth:`join`: ``event: list``), then changes.
+
+        The endpoint reads the list before the response starts, so a server that cannot
+        be reached is a 503 there, not a broken stream.
+        """
         try:
-            records = await run_in_threadpool(self.client.runs, None, limit)
             if self.task is None:
-                # The list above is current as of now: poll for what moves after it.
+                # The list is current as of now: poll for what moves after it.
                 newest = max((r.updated_ms for r in records), default=0)
                 seen = {r.id for r in records if r.updated_ms == newest}
                 self.task = asyncio.create_task(self._run(float(newest), seen))
