@@ -191,13 +191,7 @@ class Api:
         raw_limit = request.query_params.get("limit", "50")
         if not raw_limit.isdigit():
             raise BadInput(f"limit must be a number, not {raw_limit[:40]!r}")
-        queue = self.runs_watch.join()
-        try:
-            records = await run_in_threadpool(self.client.runs, None, int(raw_limit))
-        except BaseException:
-            self.runs_watch.watchers.discard(queue)
-            raise
-        stream = self.runs_watch.stream(queue, records)
+        stream = await self.runs_watch.open(int(raw_limit))  # 503 here, before the stream
         return EventSourceResponse(
             stream, ping=self.heartbeat, headers={"Cache-Control": "no-store"}
         )

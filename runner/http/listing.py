@@ -75,20 +75,25 @@ class RunsWatch:
             await asyncio.sleep(self.poll)
         self.task = None
 
-    def join(self) -> asyncio.Queue[list[RunRecord] | None]:
-        """A watcher's queue, registered before its list is read so no change slips by."""
+    async def open(self, limit: int) -> AsyncIterator[ServerSentEvent]:
+        """A new watcher's stream: joined first, then its list read, so no change slips by.
+
+        The list is read before the response starts, so a server that cannot be reached
+        is an error the endpoint answers (503), not a broken stream.
+        """
         queue: asyncio.Queue[list[RunRecord] | None] = asyncio.Queue()
         self.watchers.add(queue)
-        return queue
+        try:
+            records = await run_in_threadpool(self.client.runs, None, limit)
+        except BaseException:
+            self.watchers.discard(queue)
+            raise
+        return self.stream(queue, records)
 
     async def stream(
         self, queue: asyncio.Queue[list[RunRecord] | None], records: list[RunRecord]
     ) -> AsyncIterator[ServerSentEvent]:
-        """``records`` (the list read after :meth:`join`: ``event: list``), then changes.
-
-        The endpoint reads the list before the response starts, so a server that cannot
-        be reached is a 503 there, not a broken stream.
-        """
+        """``records`` (``event: list``), then the runs that change (``event: changed``)."""
         try:
             if self.task is None:
                 # The list is current as of now: poll for what moves after it.
