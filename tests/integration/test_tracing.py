@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -45,18 +46,27 @@ def two_tool_turn(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     script = write_script(tmp_path / "s.json", steps).read_text()
     client = open_client(Settings(redis_url=server.url))
     run_id = client.submit(Submission(prompt="hi", model="scripted", script=script))
-    from workers.turn import run_turn
+    import workers.turn
 
+    # A work horse ends with os._exit; in this process, its connections are closed here.
+    opened: list[redis.Redis] = []
+    connect = workers.turn.connect
+    monkeypatch.setattr(
+        workers.turn, "connect", lambda *a, **k: opened.append(connect(*a, **k)) or opened[-1]
+    )
     try:
-        assert run_turn(run_id) == "final answer"
+        assert workers.turn.run_turn(run_id) == "final answer"
     finally:
         get_settings.cache_clear()
+        for conn in [*opened, client.redis]:
+            conn.connection_pool.disconnect()
     return run_id
 
 
 def running_event(server: Server, run_id: str) -> StatusEvent:
     client = open_client(Settings(redis_url=server.url))
     events = client.store.events(run_id)
+    client.redis.connection_pool.disconnect()
     (running,) = [e for e in events if isinstance(e, StatusEvent) and e.status is Status.RUNNING]
     return running
 
