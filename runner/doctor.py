@@ -8,8 +8,10 @@ Nothing here prints a secret: a provider key is reported by the variable that ho
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,12 +22,13 @@ from rq import Queue
 from rq.worker import Worker
 
 from runner.connection import check_answers, connect, redis_url, safe_url
-from runner.errors import BadInput, RunnerError
+from runner.errors import BadInput, RunnerError, WorkspaceError
 from runner.keys import Keys
 from runner.providers import PROVIDERS, check_model_spec
 from runner.serverinfo import Severity, check_server
 from runner.settings import Settings
 from runner.store import RunStore
+from runner.workspace.blobs import FsspecBlobs
 
 MIN_VERSION = (7, 0)
 MAX_SKEW = 1.0  # seconds between this host's clock and the server's before it is a problem
@@ -66,6 +69,7 @@ def run_checks(settings: Settings, grace_period: float | None = None) -> list[Ch
         finally:
             client.close()
     checks += timing_checks(settings, grace_period)
+    checks.append(workspace_check(settings, reachable=client is not None))
     checks.append(provider_check(settings.model, settings))
     return checks
 
@@ -253,6 +257,37 @@ def timing_checks(settings: Settings, grace_period: float | None) -> list[Check]
         msg = f"shutdown grace {grace:g} s + {STOP_MARGIN:g} s fits in {grace_period:g} s"
         out.append(Check("grace", True, msg))
     return out
+
+
+def workspace_check(settings: Settings, reachable: bool) -> Check:
+    """The workspace store: the server itself, or a URL a probe blob is written to and read."""
+    store = settings.workspace_store
+    if store == "redis":
+        if not reachable:
+            return Check("workspace", False, "not checked: the server is unreachable")
+        return Check("workspace", True, "contents kept in the run's own Redis keys")
+    where = safe_url(store)
+    probe = f"doctor-{secrets.token_hex(6)}"  # a directory of its own, never a run's
+    data = f"runner doctor probe {probe}\n".encode()
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        blobs = FsspecBlobs(store, settings.prefix, probe)
+        try:
+            blobs.put({digest: data})
+            blobs.get_many([digest])
+        finally:
+            blobs.delete_run()
+    except BadInput as exc:
+        return Check("workspace", False, f"{where}: {exc}", "pip install 'runner[workspace]'")
+    except (WorkspaceError, OSError) as exc:
+        return Check(
+            "workspace",
+            False,
+            f"{where} is not writable: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+            "fix RUNNER_WORKSPACE_STORE or the store's permissions; every worker and "
+            "`runner submit --workspace` need to write there",
+        )
+    return Check("workspace", True, f"{where}: a probe blob was written, read and removed")
 
 
 def provider_check(model: str, settings: Settings) -> Check:

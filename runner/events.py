@@ -59,6 +59,7 @@ class StatusEvent(_Event):
     status: Status
     worker: str | None = None
     reason: str | None = None
+    trace: str | None = None  # the attempt's OpenTelemetry trace id, when tracing is on
 
 
 class MessageEvent(_Event):

@@ -197,6 +197,15 @@ class RunReader:
         with server_errors():
             return self._read_retrying(run_id, after, block_ms, None)
 
+    def read_live(
+        self, reader: LiveReader, run_id: str, after: str, block_ms: int
+    ) -> tuple[list[Event], list[DeltaEvent]]:
+        """One blocking read of both streams: committed events after ``after``, fresh deltas."""
+        check_run_id(run_id)
+        with server_errors():
+            committed, batch = self._read_live(reader, run_id, after, block_ms, None)
+        return committed, batch[len(committed) :]
+
     def _read_live(
         self,
         reader: LiveReader,

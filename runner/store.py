@@ -180,11 +180,9 @@ class RunStore:
         args = (json.dumps(fields), payload, script, session, self.retention_ms)
         return str(self._call("create", run_id, *args, keys=keys))
 
-    def claim(self, run_id: str, worker: str, lease_seconds: float) -> int | None:
+    def claim(self, run_id: str, worker: str, lease: float, trace: str = "") -> int | None:
         """Start an attempt on a queued run: a new epoch, or None if it is not queued."""
-        ok, value = self._call(
-            "claim", run_id, worker, int(lease_seconds * 1000), self.retention_ms
-        )
+        ok, value = self._call("claim", run_id, worker, int(lease * 1000), self.retention_ms, trace)
         return int(value) if ok == 1 else None
 
     def commit(

@@ -29,6 +29,47 @@ def span(name: str, **attributes: str | int | float) -> Iterator[Any]:
         yield sp
 
 
+def start(name: str, **attributes: str | int | float) -> Any:
+    """Start a span without entering it (None when OpenTelemetry is absent).
+
+    The attempt's span starts before the claim, so its trace id can go into the
+    ``running`` status event the claim writes; :func:`entered` then makes it current.
+    """
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return None
+    return trace.get_tracer(TRACER).start_span(name, attributes=attributes)
+
+
+@contextlib.contextmanager
+def entered(started: Any) -> Iterator[Any]:
+    """Make a span from :func:`start` current around the block, and end it after."""
+    if started is None:
+        yield None
+        return
+    from opentelemetry import trace
+
+    with trace.use_span(started, end_on_exit=True) as sp:
+        yield sp
+
+
+def end(started: Any) -> None:
+    """End a span from :func:`start` that was never entered."""
+    if started is not None:
+        started.end()
+
+
+def trace_id(started: Any) -> str:
+    """The span's trace id in hex, as Jaeger and Tempo show it ("" if not recording)."""
+    if started is None:
+        return ""
+    context = started.get_span_context()
+    if not context.is_valid or not started.is_recording():
+        return ""
+    return format(context.trace_id, "032x")
+
+
 def setup() -> bool:
     """Export spans over OTLP if ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set; True if so."""
     if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):

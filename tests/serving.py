@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,22 +69,28 @@ def make_api(cli: Cli, **env: str) -> Api:
     return handle
 
 
-def sse_events(response: httpx.Response, stop_after: int | None = None) -> list[dict[str, Any]]:
-    """Parse an SSE response into frames {id, event, data}; stop after N data frames."""
-    frames: list[dict[str, Any]] = []
+def sse_frames(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    """Parse an SSE response into frames {id, event, data, comments}, as they arrive."""
     frame: dict[str, Any] = {}
     for line in response.iter_lines():
         if not line:
             if "data" in frame:
-                frames.append(frame)
+                yield frame
                 if frame.get("event") in ("end", "problem"):
-                    break
-                if stop_after is not None and len(frames) >= stop_after:
-                    break
+                    return
             frame = {}
         elif line.startswith(":"):
             frame.setdefault("comments", []).append(line)
         else:
             name, _, value = line.partition(":")
             frame[name] = value[1:] if value.startswith(" ") else value
+
+
+def sse_events(response: httpx.Response, stop_after: int | None = None) -> list[dict[str, Any]]:
+    """Parse an SSE response into frames {id, event, data}; stop after N data frames."""
+    frames: list[dict[str, Any]] = []
+    for frame in sse_frames(response):
+        frames.append(frame)
+        if stop_after is not None and len(frames) >= stop_after:
+            break
     return frames

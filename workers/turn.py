@@ -58,14 +58,18 @@ def run_turn(run_id: str) -> str:
     claiming = outage.retrying(
         settings.reconnect_seconds, log, fields, lambda: 0.0 if stop else None, stop.requested
     )
+    attempt = tracing.start("attempt", run=run_id, worker=worker)
+    trace = tracing.trace_id(attempt)  # shown in the running status event (issue 16)
     try:
-        epoch = claiming(lambda: store.claim(run_id, worker, settings.lease_seconds))
+        epoch = claiming(lambda: store.claim(run_id, worker, settings.lease_seconds, trace))
     except redis.RedisError as exc:
+        tracing.end(attempt)
         if not outage.is_outage(exc):
             raise
         log.warning("claim gave up", extra={**fields, "error": outage.describe(exc)})
         return "outage"
     if epoch is None:
+        tracing.end(attempt)
         log.info("nothing to run: the run is not queued", extra=fields)
         _turn_ended(store, settings, run_id)  # a cancel the claim applied
         return "skipped"
@@ -73,7 +77,9 @@ def run_turn(run_id: str) -> str:
     logs.bind(epoch=epoch)
     log.info("attempt started", extra=fields)
     workspace = settings.workspace_root / run_id
-    with tracing.span("attempt", run=run_id, epoch=epoch, worker=worker) as span:
+    with tracing.entered(attempt) as span:
+        if span is not None:
+            span.set_attribute("epoch", epoch)
         slot = SlotKeeper(store, run_id, epoch, settings)
         with Lease(
             store, run_id, epoch, settings.lease_seconds, stop, settings.cancel_poll_seconds, slot

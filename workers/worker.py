@@ -382,6 +382,7 @@ def _work(queues: list[str], name: str | None, burst: bool, settings: Settings) 
         name=name or default_name(),
     )
     metrics.watch_queues(lambda: {q: Queue(q, connection=rq_conn).count for q in queues})
+    metrics.watch_runs(store.redis, store.keys)
     try:
         worker.work(burst=burst, logging_level="INFO")
     finally:

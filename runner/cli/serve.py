@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from typing import Any
 
 import click
 
+from runner import metrics
 from runner.cli.group import cli, client, guarded
 from runner.errors import BadInput
 
@@ -53,17 +55,40 @@ def serve(host: str, port: int, certfile: str | None, keyfile: str | None, insec
     except ImportError as exc:
         raise BadInput(f"runner serve needs the serve extra ({exc.name} is missing)") from exc
     runner = client()
-    app = build_app(runner, runner.settings.http_heartbeat_seconds)
-    logging.getLogger("runner").setLevel(logging.INFO)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        ssl_certfile=certfile,
-        ssl_keyfile=keyfile,
-        log_level="info",
-        timeout_graceful_shutdown=3,
+    settings = runner.settings
+    # Before the app imports prometheus_client: multiprocess mode is chosen on import.
+    served = metrics.serve(settings.metrics_port) if settings.metrics_port else None
+    try:
+        app = build_app(runner, settings.http_heartbeat_seconds)
+        if served:
+            watch_serving(app.state.api.hub, runner)
+        logging.getLogger("runner").setLevel(logging.INFO)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
+            log_level="info",
+            timeout_graceful_shutdown=3,
+        )
+    finally:
+        if served:
+            metrics.stop_serving(served)
+
+
+def watch_serving(hub: Any, runner: Any) -> None:
+    """The gauges ``runner serve`` adds: its SSE followers and feeds, runs by status."""
+    metrics.watch(
+        "runner_sse_followers",
+        "SSE connections following a run",
+        "",
+        lambda: {"": sum(len(f.subscribers) for f in list(hub.feeds.values()))},
     )
+    metrics.watch(
+        "runner_sse_feeds", "Runs read for SSE followers", "", lambda: {"": len(hub.feeds)}
+    )
+    metrics.watch_runs(runner.store.redis, runner.keys)
 
 
 @cli.group()

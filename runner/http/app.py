@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from runner import session_admin
+from runner import metrics, session_admin
 from runner.budgets import LIMITS, adds_from_json, limits_from_json
 from runner.client import STREAM_ID, Client, Submission
 from runner.errors import (
@@ -34,9 +34,10 @@ from runner.errors import (
     ServerUnavailable,
     WrongState,
 )
-from runner.events import Status, to_json, to_openai
+from runner.events import DeltaEvent, Status, to_json, to_openai
 from runner.http.auth import Grant, Tokens
 from runner.http.fanout import Hub, Subscription
+from runner.http.listing import RunsWatch
 from runner.keys import check_run_id
 
 log = logging.getLogger("runner.http")
@@ -78,6 +79,7 @@ class Api:
         self.client = client
         self.tokens = Tokens(client)
         self.hub = Hub(client)
+        self.runs_watch = RunsWatch(client)
         self.heartbeat = heartbeat
         cfg = client.settings
         self.max_body = cfg.max_prompt_bytes + cfg.max_script_bytes + BODY_SLACK
@@ -127,6 +129,11 @@ class Api:
 
     def guard(self, write: bool, fn: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
+            response = await answer(request)
+            metrics.http_request(fn.__name__, response.status_code)
+            return response
+
+        async def answer(request: Request) -> Response:
             try:
                 await self.grant(request, write)
                 return await fn(request)
@@ -179,6 +186,20 @@ class Api:
             raise BadInput(f"limit must be a number, not {raw_limit[:40]!r}")
         records = await run_in_threadpool(self.client.runs, status, int(raw_limit))
         return JSONResponse({"runs": [r.model_dump(mode="json") for r in records]})
+
+    async def live_runs(self, request: Request) -> Response:
+        """The runs list as SSE: all of it first, then the runs that change."""
+        raw_limit = request.query_params.get("limit", "50")
+        if not raw_limit.isdigit():
+            raise BadInput(f"limit must be a number, not {raw_limit[:40]!r}")
+        stream = await self.runs_watch.open(int(raw_limit))  # 503 here, before the stream
+        return EventSourceResponse(
+            stream, ping=self.heartbeat, headers={"Cache-Control": "no-store"}
+        )
+
+    async def diff(self, request: Request) -> Response:
+        text = await run_in_threadpool(self.client.diff, self.run_id(request))
+        return JSONResponse({"diff": text})
 
     async def submit(self, request: Request) -> Response:
         body = await self.body(request)
@@ -301,12 +322,21 @@ def submission(body: dict[str, Any]) -> Submission:
 
 
 async def sse(sub: Subscription) -> AsyncIterator[ServerSentEvent]:
-    """The SSE stream of one subscription: committed events with ids, then ``end``."""
+    """The SSE stream of one subscription: committed events with ids, then ``end``.
+
+    Deltas carry no ``id:``, so a browser's Last-Event-ID stays on the last committed event.
+    """
     yield ServerSentEvent(comment="runner", retry=RETRY_MS)
     try:
         async for batch in sub.events():
+            deltas = sum(isinstance(e, DeltaEvent) for e in batch)
+            metrics.sse_delivered("delta", deltas)
+            metrics.sse_delivered("committed", len(batch) - deltas)
             for event in batch:
-                yield ServerSentEvent(data=to_json(event), id=event.id)
+                if isinstance(event, DeltaEvent):
+                    yield ServerSentEvent(data=to_json(event))
+                else:
+                    yield ServerSentEvent(data=to_json(event), id=event.id)
     except RunnerError as exc:  # damaged, or Redis lost while replaying: say so, then close
         sub.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if sub.error:
@@ -333,9 +363,11 @@ def build_app(client: Client, heartbeat: float = 15.0) -> Starlette:
         Route("/me", read(api.me)),
         Route("/runs", read(api.list_runs), methods=["GET"]),
         Route("/runs", write(api.submit), methods=["POST"]),
+        Route("/runs/live", read(api.live_runs)),
         Route("/runs/{run_id}", read(api.status)),
         Route("/runs/{run_id}/transcript", read(api.transcript)),
         Route("/runs/{run_id}/events", read(api.events)),
+        Route("/runs/{run_id}/diff", read(api.diff)),
         Route("/runs/{run_id}/cancel", write(api.cancel), methods=["POST"]),
         Route("/runs/{run_id}/resume", write(api.resume), methods=["POST"]),
         Route("/runs/{run_id}/approve", write(api.approve), methods=["POST"]),
@@ -353,6 +385,7 @@ def build_app(client: Client, heartbeat: float = 15.0) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await run_in_threadpool(lambda: client.store)  # connect once, before any request
         yield
+        await api.runs_watch.close()
 
     app = Starlette(
         routes=routes,

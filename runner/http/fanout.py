@@ -8,6 +8,11 @@ No gap and no duplicate: every batch a feed publishes carries ``prev``, the posi
 read after. A subscriber keeps the id of the last event it delivered; when a batch's
 ``prev`` is past it (it joined late, or replayed from an older ``Last-Event-ID``), it
 fills the gap with one range read first, and it drops what it has already delivered.
+
+Deltas (the run's in-flight text, issue 12) ride along best effort: the feed reads both
+streams with one XREAD (:class:`runner.deltas.LiveReader`), keeps those since the newest
+commit so a late subscriber starts with the text so far, and a subscriber passes on only
+deltas not older than the last committed event it delivered.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from dataclasses import dataclass, field
 from starlette.concurrency import run_in_threadpool
 
 from runner.client import Client
+from runner.deltas import LiveReader, stream_order
 from runner.errors import RunnerError
-from runner.events import PARKED, TERMINAL, Event, StatusEvent
+from runner.events import PARKED, TERMINAL, DeltaEvent, Event, StatusEvent
 
 log = logging.getLogger("runner.http.fanout")
 BLOCK_MS = 2000  # how long a feed's read blocks: also how late an unwatched feed stops
@@ -37,10 +43,11 @@ def position(stream_id: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Batch:
-    """Events a feed read after ``prev``."""
+    """Events a feed read after ``prev``, and the fresh deltas read with them."""
 
     prev: str
     events: list[Event]
+    deltas: list[DeltaEvent] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,7 @@ class Feed:
     run_id: str
     subscribers: set[asyncio.Queue[Item]] = field(default_factory=set)
     stopped: bool = False
+    deltas: list[DeltaEvent] = field(default_factory=list)  # since the newest commit
 
 
 class Hub:
@@ -91,6 +99,11 @@ class Hub:
             del self.feeds[feed.run_id]
 
     def _publish(self, feed: Feed, item: Item) -> None:
+        if isinstance(item, Batch):
+            if item.events:
+                floor = position(item.events[-1].id)
+                feed.deltas = [d for d in feed.deltas if stream_order(d.after) >= floor]
+            feed.deltas += item.deltas
         for queue in list(feed.subscribers):
             if queue.qsize() >= QUEUE_LIMIT:
                 feed.subscribers.discard(queue)
@@ -106,11 +119,14 @@ class Hub:
         try:
             newest = self.client.store.tail(run_id, 1)
             prev = newest[-1].id if newest else "0-0"
+            reader = LiveReader(self.client.redis, self.client.keys, run_id)
             while not feed.stopped:
                 self.reads += 1
-                events = self.client.read_after(run_id, prev, BLOCK_MS)
+                events, deltas = self.client.read_live(reader, run_id, prev, BLOCK_MS)
+                if events or deltas:
+                    batch = Batch(prev, events, deltas)
+                    loop.call_soon_threadsafe(self._publish, feed, batch)
                 if events:
-                    loop.call_soon_threadsafe(self._publish, feed, Batch(prev, events))
                     prev = events[-1].id
                 elif self.client.get(run_id).status in TERMINAL | PARKED:
                     loop.call_soon_threadsafe(self._publish, feed, End())
@@ -159,27 +175,43 @@ class Subscription:
             self.last = fresh[-1].id
         return fresh
 
-    async def events(self) -> AsyncIterator[list[Event]]:
-        """Batches of events, each new, in stream order, until the run ends or parks."""
+    def _current(self, deltas: list[DeltaEvent]) -> list[DeltaEvent]:
+        """The deltas that follow the last committed event delivered.
+
+        Older ones are superseded by it; newer ones would come before their event.
+        """
+        here = position(self.last)
+        return [d for d in deltas if stream_order(d.after) == here]
+
+    async def events(self) -> AsyncIterator[list[Event | DeltaEvent]]:
+        """Batches of events, each new, in stream order, until the run ends or parks.
+
+        Committed events come gapless and once each; deltas between them, best effort.
+        """
         feed, queue = self.hub.join(self.run_id)
         try:
             # Joined first, replayed second: whatever the feed reads from now on is queued.
-            replay = self._fresh(await self._range())
+            replay: list[Event | DeltaEvent] = [*self._fresh(await self._range())]
+            replay += self._current(feed.deltas)  # the text in flight so far
             if replay:
                 yield replay
             while not self.ended:
                 item = await queue.get()
                 if isinstance(item, End):
                     self.error = item.error
-                    rest = [] if item.error else self._fresh(await self._range())
+                    rest: list[Event | DeltaEvent] = []
+                    if not item.error:
+                        rest += self._fresh(await self._range())
                     if rest:
                         yield rest
                     return
                 if position(item.prev) > position(self.last):
-                    gap = self._fresh(await self._range())
+                    gap: list[Event | DeltaEvent] = [*self._fresh(await self._range())]
                     if gap:
                         yield gap
-                fresh = self._fresh(item.events)
+                fresh: list[Event | DeltaEvent] = [*self._fresh(item.events)]
+                if not self.ended:
+                    fresh += self._current(item.deltas)
                 if fresh:
                     yield fresh
         finally:

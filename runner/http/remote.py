@@ -42,6 +42,7 @@ ERRORS: dict[int, type[RunnerError]] = {
     503: ServerUnavailable,
 }
 _event: TypeAdapter[Event] = TypeAdapter(Event)
+_delta: TypeAdapter[DeltaEvent] = TypeAdapter(DeltaEvent)
 
 
 class RemoteClient(Client):
@@ -125,9 +126,8 @@ class RemoteClient(Client):
         block_ms: int = 5000,
         after: str | None = None,
     ) -> Iterator[list[Event | DeltaEvent]]:
-        """Committed events only: the API does not carry deltas yet (issue 15 left it)."""
-        for batch in self.follow_batches(run_id, tail, on_retry, block_ms, after):
-            yield list[Event | DeltaEvent](batch)
+        """The SSE stream with its deltas, one event per batch (see :meth:`follow_batches`)."""
+        yield from self._follow_sse(run_id, tail, on_retry, after, deltas=True)
 
     def follow_batches(
         self,
@@ -138,6 +138,17 @@ class RemoteClient(Client):
         after: str | None = None,
     ) -> Iterator[list[Event]]:
         """The SSE stream, one event per batch; a lost connection resumes with Last-Event-ID."""
+        for batch in self._follow_sse(run_id, tail, on_retry, after, deltas=False):
+            yield [e for e in batch if not isinstance(e, DeltaEvent)]
+
+    def _follow_sse(
+        self,
+        run_id: str,
+        tail: int | None,
+        on_retry: Callable[[BaseException], None] | None,
+        after: str | None,
+        deltas: bool,
+    ) -> Iterator[list[Event | DeltaEvent]]:
         check_run_id(run_id)
         if tail is not None:
             raise BadInput("--tail is not available through RUNNER_API_URL")
@@ -150,6 +161,10 @@ class RemoteClient(Client):
                 for event in self._stream(run_id, last):
                     if event is None:
                         return
+                    if isinstance(event, DeltaEvent):
+                        if deltas:
+                            yield [event]
+                        continue
                     last = event.id
                     deadline = time.monotonic() + self.settings.reconnect_seconds
                     yield [event]
@@ -160,27 +175,35 @@ class RemoteClient(Client):
                     on_retry(exc)
                 time.sleep(1)
 
-    def _stream(self, run_id: str, last: str) -> Iterator[Event | None]:
-        """Events from one SSE connection; None at ``end``; returns on ``problem``."""
+    def _stream(self, run_id: str, last: str) -> Iterator[Event | DeltaEvent | None]:
+        """Events from one SSE connection; None at ``end``; returns on ``problem``.
+
+        A frame without an ``id:`` is a delta (ephemeral, never a resume point).
+        """
         headers = {"Last-Event-ID": last}
         with self.http.stream("GET", f"/runs/{run_id}/events", headers=headers) as reply:
             if reply.status_code != 200:
                 reply.read()
                 _checked(reply)
-            kind, data = "", ""
+            kind, data, has_id = "", "", False
             for line in reply.iter_lines():
                 if line.startswith("event:"):
                     kind = line[6:].strip()
                 elif line.startswith("data:"):
                     data = line[5:].strip()
+                elif line.startswith("id:"):
+                    has_id = True
                 elif not line and data:
                     if kind == "end":
                         yield None
                         return
                     if kind == "problem":
                         raise ServerUnavailable(json.loads(data)["error"])
-                    yield _event.validate_json(data)
-                    kind, data = "", ""
+                    if has_id:
+                        yield _event.validate_json(data)
+                    else:
+                        yield _delta.validate_json(data)
+                    kind, data, has_id = "", "", False
 
 
 def _checked(reply: httpx.Response) -> Any:

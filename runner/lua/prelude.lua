@@ -35,10 +35,11 @@ local function append(epoch, etype, data)
   return redis.call('XADD', K.events, '*', 'v', '1', 'type', etype, 'epoch', epoch, 'data', data)
 end
 
-local function status_data(status, worker, reason)
+local function status_data(status, worker, reason, trace)
   local d = {status = status}
   if worker and worker ~= '' then d.worker = worker end
   if reason and reason ~= '' then d.reason = reason end
+  if trace and trace ~= '' then d.trace = trace end
   return cjson.encode(d)
 end
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner import metrics
 from runner.events import WorkspaceChange, WorkspaceEvent
 from runner.workspace.blobs import Blobs
 from runner.workspace.manifest import Manifest, apply, changes, totals
@@ -125,6 +126,7 @@ class Checkpoint:
             self.inline = contents
         else:
             self.blobs.put(contents)
+        metrics.workspace_stored(sum(len(data) for data in contents.values()))
         files, size = self._totals_after(delta)
         event = WorkspaceEvent(
             changes=delta, files=files, bytes=size, note=note, skipped=skipped or None

@@ -61,9 +61,26 @@ def browser(chromium: Path) -> Iterator[Any]:
         launched.close()
 
 
+STREAMING_BEFORE_COMMIT = """() => {
+  const live = document.querySelector("#streaming .text");
+  const committed = document.querySelectorAll("#events .assistant:not(.streaming)").length;
+  return live !== null && live.textContent.length > 0 && committed === 0;
+}"""
+
+
 def test_run_page_follows_a_live_turn(cli: Cli, browser: Any, tmp_path: Path) -> None:
     api = make_api(cli)
-    script = write_script(tmp_path / "s.json", step_script(3, sleep=0.5))
+    notes = {"path": "notes.txt", "content": "hello from the turn\n"}
+    steps = [
+        {
+            "content": "Writing notes. " * 12,
+            "tool": "write_file",
+            "args": notes,
+            "sleep": 3,
+        },
+        *step_script(1, sleep=0.5),
+    ]
+    script = write_script(tmp_path / "s.json", steps)
     run_id = cli.submit("--model", "scripted", "--script", str(script), "hello from the browser")
     page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone's width
     page.goto(f"{api.url}/#/runs/{run_id}")
@@ -71,14 +88,28 @@ def test_run_page_follows_a_live_turn(cli: Cli, browser: Any, tmp_path: Path) ->
     page.click("button[type=submit]")
     page.wait_for_selector("#events .user", timeout=20_000)
     assert page.is_visible("#cancel")  # a writer's token may cancel a live run
+    assert not page.is_visible("#approve")  # only a waiting run shows approve / deny
     cli.worker("w1")  # the turn starts while the page is open: it arrives live
+    # The answer's text grows on the page while the model streams it, before the commit.
+    page.wait_for_function(STREAMING_BEFORE_COMMIT, timeout=30_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "run-page-streaming.png"), full_page=True)
     page.wait_for_selector("#events .tool details", timeout=30_000)
     page.wait_for_selector("#ended", timeout=30_000)
     assert page.inner_text("#state") == "succeeded"
+    assert "Writing notes." in page.inner_text("#events .assistant")
+    assert page.query_selector("#streaming") is None  # replaced by the committed message
     assert "All done." in page.inner_text("#events")
     assert "on w1" in page.inner_text("#events")  # a status change names its worker
     assert not page.is_visible("#cancel")
-    ARTIFACTS.mkdir(exist_ok=True)
+    page.wait_for_selector("#diff pre .add", timeout=20_000)  # the workspace diff
+    assert "+hello from the turn" in page.inner_text("#diff")
     page.screenshot(path=str(ARTIFACTS / "run-page.png"), full_page=True)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page scrolls sideways on a phone ({width} px)"
     page.goto(f"{api.url}/#/")
     page.wait_for_selector(f"#runs a[href='#/runs/{run_id}']", timeout=20_000)
+    later = cli.submit("--model", "scripted", "--script", str(script), "a second run")
+    # The list is live: the new run shows up without a reload.
+    page.wait_for_selector(f"#runs a[href='#/runs/{later}']", timeout=20_000)
+    page.screenshot(path=str(ARTIFACTS / "runs-list.png"), full_page=True)

@@ -19,7 +19,7 @@ def test_a_good_setup_passes_every_check(cli, tmp_path) -> None:
     assert not lines(done.stdout, "✗"), done.stdout
     names = [line.split(":")[0].removeprefix("✓ ") for line in lines(done.stdout, "✓")]
     expected = ["server", "maxmemory-policy", "persistence", "clock", "scripts", "workers"]
-    assert names == [*expected, "lease", "grace", "model"]
+    assert names == [*expected, "lease", "grace", "workspace", "model"]
     assert "valkey" in done.stdout
     report = json.loads(cli("doctor", "--grace-period", "10", "--json").stdout)
     assert report["ok"] is True
@@ -94,5 +94,24 @@ def test_an_unreachable_server_fails_every_server_check(cli, env) -> None:
     assert done.returncode == 1
     bad = lines(done.stdout, "✗")
     assert bad[0].startswith("✗ server: cannot reach Redis")
-    assert len(bad) == 5  # the server, then the four checks that need it
+    assert len(bad) == 6  # the server, the four checks that need it, and the redis store
     assert done.stderr == ""
+
+
+def test_a_directory_store_is_probed_and_a_broken_one_fails(cli, env, tmp_path) -> None:
+    good = tmp_path / "blobs"
+    done = cli("doctor", env={**env, "RUNNER_WORKSPACE_STORE": good.as_uri()})
+    assert done.returncode == 0, done.stdout
+    assert f"✓ workspace: {good.as_uri()}: a probe blob was written, read and removed" in (
+        done.stdout
+    )
+    assert [p for p in good.rglob("*") if p.is_file()] == []  # the probe is gone
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    bad_url = (blocked / "blobs").as_uri()
+    done = cli("doctor", "--json", env={**env, "RUNNER_WORKSPACE_STORE": bad_url})
+    assert done.returncode == 1
+    (failed,) = [c for c in json.loads(done.stdout)["checks"] if not c["ok"]]
+    assert failed["name"] == "workspace"
+    assert failed["message"].startswith(f"{bad_url} is not writable")
+    assert "RUNNER_WORKSPACE_STORE" in failed["fix"]
