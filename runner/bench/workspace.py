@@ -124,17 +124,23 @@ def workspace_costs(b: Bench) -> list[Figure]:
 
 def _restore(b: Bench, cp: Checkpoint, blobs: RedisBlobs, total: int) -> list[Figure]:
     digests = sorted({e.hash for e in cp.manifest.values() if e.hash})
+    files = [(e.path, e.hash or "") for e in cp.manifest.values() if e.kind == "file"]
     restores: list[float] = []
     reads: list[float] = []
+    writes: list[float] = []
     for i in range(3):
         fresh = b.tmp / f"fresh{i}"
         t0 = time.perf_counter()
-        Checkpoint(fresh, blobs, cp.manifest, 1 << 30, ()).restore()
+        restorer = Checkpoint(fresh, blobs, cp.manifest, 1 << 30, ())
+        restorer.restore()
         restores.append(time.perf_counter() - t0)
+        restorer.close()
         t0 = time.perf_counter()
-        blobs.redis.hmget(blobs.key, digests)
+        contents = dict(zip(digests, blobs.redis.hmget(blobs.key, digests), strict=True))
         reads.append(time.perf_counter() - t0)
+        writes.append(_bare_writes(b.tmp / f"bare{i}", files, contents))
         shutil.rmtree(fresh, ignore_errors=True)
+        shutil.rmtree(b.tmp / f"bare{i}", ignore_errors=True)
     return [
         Figure(
             "restore on a fresh host",
@@ -144,5 +150,26 @@ def _restore(b: Bench, cp: Checkpoint, blobs: RedisBlobs, total: int) -> list[Fi
             Spread.of(reads),
             goal="<= 2",
             note=f"{FILES} files, {total / (1 << 20):.0f} MB: fetch, verify, write, rescan",
-        )
+        ),
+        Figure(
+            "restore, against the disk",
+            "s",
+            Spread.of(restores),
+            "HMGET + bare file writes",
+            Spread.of([r + w for r, w in zip(reads, writes, strict=True)]),
+            note="the same files written by open/write/close alone: what the disk costs",
+        ),
     ]
+
+
+def _bare_writes(root: object, files: list[tuple[str, str]], contents: dict[str, bytes]) -> float:
+    """Seconds to write ``files`` under ``root`` with nothing but open, write and close."""
+    base = str(root)
+    for d in sorted({p.rpartition("/")[0] for p, _ in files if "/" in p}):
+        os.makedirs(os.path.join(base, d), exist_ok=True)
+    t0 = time.perf_counter()
+    for path, digest in files:
+        fd = os.open(os.path.join(base, path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, contents[digest])
+        os.close(fd)
+    return time.perf_counter() - t0
