@@ -387,6 +387,7 @@ class Turn:
             self.stop,
             sink=self.deltas,
             fields=self.fields,
+            price=self.gate.usage,
         )
 
     def _retrying(self, fn: Callable[[], T]) -> T:

@@ -76,6 +76,9 @@ class Context:
     stop: Stop
     sink: Any = NULL_SINK  # the attempt's DeltaWriter: notes, and begin() after a commit
     fields: dict[str, Any] | None = None
+    # The run's own usage accounting (workers.gate.Gate.usage): a summarising call is
+    # counted, estimated and priced like any other model call, so budgets see it.
+    price: Callable[[Reply, list[dict[str, Any]]], tuple[Any, bool]] | None = None
 
     @classmethod
     def open(
@@ -88,6 +91,7 @@ class Context:
         stop: Stop,
         sink: Any = NULL_SINK,
         fields: dict[str, Any] | None = None,
+        price: Callable[[Reply, list[dict[str, Any]]], tuple[Any, bool]] | None = None,
     ) -> Context:
         """The context of ``run_id``: its stored system prompt and window, in one round trip."""
         pipe = store.redis.pipeline(transaction=False)
@@ -97,7 +101,7 @@ class Context:
         # A run stored before system prompts were (no key) gets the default.
         system = DEFAULT_SYSTEM if text is None else str(text)
         window = window_of(model, spec or "scripted", int(stored or 0), settings)
-        return cls(model, system, Limits.of(window), commit, stop, sink, fields)
+        return cls(model, system, Limits.of(window), commit, stop, sink, fields, price)
 
     def prepare(self, transcript: Transcript, tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:
         """The messages of the next model call, compacting the transcript first if need be.
@@ -140,7 +144,10 @@ class Context:
             event.summary = summary
             event.keep = n - found.cut
             event.replaced = found.cut - transcript.view.start
-            if reply.usage is not None:
+            if self.price is not None:
+                usage, estimated = self.price(reply, request.messages)
+                events.append(UsageEvent(**_usage(usage), estimated=estimated or None))
+            elif reply.usage is not None:
                 events.append(UsageEvent(**_usage(reply.usage)))
         self.commit(events)
         begin = getattr(self.sink, "begin", None)

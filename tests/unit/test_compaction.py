@@ -272,6 +272,32 @@ def test_prepare_compacts_commits_and_a_fresh_fold_sends_the_same() -> None:
     assert context.prepare(t, [ToolSpec("shell", "Run a command")]) == sent  # nothing more to do
 
 
+def test_a_summarising_call_is_counted_and_priced_like_any_model_call() -> None:
+    """Budgets see what compaction spends: its usage goes through the run's pricing."""
+    from workers.providers.base import Usage
+
+    events: list[Event] = [StatusEvent(status=Status.QUEUED), user("task"), *steps(60, "r" * 400)]
+    t = Transcript.fold(events)
+    committed: list[Event] = []
+    context = compactor(Summariser(), 8192, committed, t)
+    priced: list[int] = []
+
+    def price(reply: Any, messages: list[dict[str, Any]]) -> tuple[Usage, bool]:
+        priced.append(len(messages))
+        return Usage(1000, 50, 0.25), True
+
+    context.price = price
+    context.prepare(t, [ToolSpec("shell", "Run a command")])
+    usage = committed[1]
+    assert isinstance(usage, UsageEvent) and priced
+    assert (usage.input_tokens, usage.output_tokens, usage.cost, usage.estimated) == (
+        1000,
+        50,
+        0.25,
+        True,
+    )
+
+
 def test_a_stop_during_the_summary_commits_nothing() -> None:
     t = Transcript.fold([user("task"), *steps(60, "r" * 400)])
     committed: list[Event] = []
