@@ -369,11 +369,18 @@ def test_exit_codes_failed_and_cancelled(
     cli: Any, follow: Followers, five: Path, store: RunStore
 ) -> None:
     cli.worker("w1")
-    failing = submit(cli, five, "--max-steps", "1")
+    # A limit reached parks the run (issue 13): follow exits 5.
+    parked = submit(cli, five, "--max-steps", "1")
+    done = cli("follow", parked, "--json")
+    assert done.returncode == 5, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["status"] == "waiting"
+    assert "max steps" in store.get(parked).reason
+    # A turn that cannot fit its model's window at all fails: follow exits 1.
+    failing = submit(cli, five, "--context-tokens", "1024")
     done = cli("follow", failing, "--json")
     assert done.returncode == 1, done.stderr
     assert json.loads(done.stdout.splitlines()[-1])["status"] == "failed"
-    assert "max steps" in store.get(failing).reason
+    assert "context window" in store.get(failing).error
 
     # A run that waits on a queue nobody serves: follow says so, then a cancel ends it.
     queued = submit(cli, five, "--queue", "idle")
