@@ -89,7 +89,9 @@ def assert_each_step_once(store: RunStore, run_id: str, n: int) -> None:
 
 
 def follow_ids(out: str) -> list[str]:
-    return [json.loads(line)["id"] for line in out.splitlines() if '"ephemeral"' not in line]
+    """The committed events' ids a ``follow --json`` printed (its notes and deltas left out)."""
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    return [json.loads(line)["id"] for line in lines if '"ephemeral"' not in line]
 
 
 @pytest.mark.slow
@@ -206,6 +208,8 @@ def test_turn_survives_the_primary_killed_mid_turn(
     run_id = submit(cli, s_env, tmp_path, step_script(n, sleep=0.4))
     follower = cli.spawn("follow", run_id, "--json", log="follow.log", env=s_env)
     wait_for(lambda: steps_of(old.client(), run_id) >= 3, 90, what="three steps")
+    # Attached before the kill (a CLI started mid-failover exits 1: no server answers).
+    wait_for(lambda: '"type"' in follower.output(), 60, what="the follower to attach")
 
     old.kill()
     wait_for(lambda: sentinels.current_primary() != old.port, 60, what="the failover")
