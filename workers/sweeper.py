@@ -136,10 +136,8 @@ def _lost_queued(
     # waiting one lease length before re-pushing keeps that instant out of it.
     grace_ms = settings.lease_seconds * 1000
     waiting: dict[str, set[str]] = {}  # each queue read once a sweep, however long it is
-    held = sessions.still_held(store, queued)  # session turns waiting for the one before
+    held |= sessions.still_held(store, queued)  # session turns waiting for the one before
     for record in store.get_many(queued):
-        if record.id in held:
-            continue
         if record.damaged:
             _damaged(record.damaged, record.id)
             continue
