@@ -188,6 +188,12 @@ def _m() -> dict[str, Any]:
         ),
         "steps": Counter("runner_steps_committed_total", "Transcript steps committed", ["queue"]),
         "commit": Histogram("runner_commit_seconds", "Time of one fenced commit", buckets=BUCKETS),
+        "step": Histogram(
+            "runner_step_seconds",
+            "Time of one step: from the attempt's previous step (or its start) to this commit",
+            ["queue"],
+            buckets=BUCKETS,
+        ),
         "model": Histogram(
             "runner_model_call_seconds", "Time of one model call", ["model"], buckets=BUCKETS
         ),
@@ -214,11 +220,14 @@ def run_ended(status: str, queue: str | None = None) -> None:
         _m()["runs"].labels(status=status, queue=queue or _labels["queue"]).inc()
 
 
-def committed(steps: int, seconds: float) -> None:
+def committed(steps: int, seconds: float, step_seconds: float | None = None) -> None:
+    """A commit took ``seconds``; ``step_seconds``: since the attempt's previous step."""
     if enabled():
         _m()["commit"].observe(seconds)
         if steps:
             _m()["steps"].labels(queue=_labels["queue"]).inc(steps)
+        if step_seconds is not None:
+            _m()["step"].labels(queue=_labels["queue"]).observe(step_seconds)
 
 
 def model_called(

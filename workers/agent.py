@@ -111,6 +111,7 @@ class Turn:
         self.gate = Gate(settings, max_steps)  # budgets and approvals (workers/gate.py)
         self.context: Context  # opened with the transcript, at the start of the attempt
         self.inbox = 0  # messages waiting in the inbox, as the last commit reported
+        self._stepped = time.monotonic()  # when the last step was committed (its metric)
         self.replication = replication.for_settings(settings, store.redis)  # WAIT (issue 17)
         # Built once: it wraps every commit, the hot path of a turn.
         self._retry = outage.retrying(
@@ -362,7 +363,10 @@ class Turn:
                 self.store, self.replication, self.run_id, self.epoch, events, seen, steps, blobs
             )
         )
-        metrics.committed(steps, time.monotonic() - started)
+        now = time.monotonic()
+        metrics.committed(steps, now - started, now - self._stepped if steps else None)
+        if steps:
+            self._stepped = now
         self.transcript.add(events, last_id=commit.last_id)
         self.gate.add(events)
         self.inbox = commit.inbox

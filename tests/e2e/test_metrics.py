@@ -68,6 +68,7 @@ def test_metrics_count_a_turn_with_a_handoff_and_a_crash(cli, env, store, tmp_pa
     assert value(samples, "runner_runs_total", status="suspended", queue="default") == 1
     assert value(samples, "runner_steps_committed_total", queue="default") >= 3
     assert value(samples, "runner_commit_seconds_count") >= 3
+    assert value(samples, "runner_step_seconds_count", queue="default") >= 3
     # Calls that returned: the first, and the one the new horse made after the handoff.
     assert value(samples, "runner_model_call_seconds_count", model="scripted") == 2
     assert value(samples, "runner_dirty_restarts_total") == 3
