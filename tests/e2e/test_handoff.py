@@ -53,6 +53,9 @@ def grace_of(env: dict[str, str]) -> float:
     return float(env["RUNNER_SHUTDOWN_GRACE"])
 
 
+SEEN_LATE = 1.0  # how late a poll from this process may notice a kill or an exit
+
+
 def tool_deadline(grace: float) -> float:
     """When an in-flight tool is killed after a stop (workers.stop keeps a margin)."""
     return grace - min(1.5, grace / 4)
@@ -332,10 +335,13 @@ def test_tool_in_flight_is_killed_at_the_grace_deadline(
 
     grace = grace_of(env)
     # The tool got what was left of the grace (not killed at once), then no more: it was
-    # killed by the turn, and the worker still exited within the grace.
-    assert tool_deadline(grace) - 0.1 <= killed_after < grace, killed_after
+    # killed by the turn, and the worker still exited cleanly within the grace. This
+    # process sees the kill and the exit only when a loaded machine schedules its polls:
+    # SEEN_LATE of slack, still short of the worker's own hard kill at grace + 0.5 s,
+    # which would have ended the horse dirty (exit code != 0).
+    assert tool_deadline(grace) - 0.1 <= killed_after < grace + SEEN_LATE, killed_after
     assert code == 0, workers[first].output()
-    assert exited_after < grace, exited_after
+    assert exited_after < grace + SEEN_LATE, exited_after
     assert wait_done(store, run_id).status is Status.SUCCEEDED
     messages = transcript(cli, run_id)
     interrupted = messages[4]["content"]
