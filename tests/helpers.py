@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -49,3 +53,34 @@ def wait_registered(client: Any, proc: Proc, timeout: float = 20) -> Proc:
     )
     assert proc.alive(), proc.output()
     return proc
+
+
+def debian_package(package: str, installed: Callable[[], bool]) -> str | None:
+    """Install Debian's ``package`` unless ``installed()``; None when done, else why not.
+
+    Tests that need a system tool (chromium, redis-server, tini, libfaketime) install it
+    here, as root, which CI is. One lock serialises apt across pytest-xdist workers, and a
+    failed install is retried once after ``apt-get update`` (a stale package list).
+    """
+    if installed():
+        return None
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return f"{package} is not installed (apt-get install {package}; needs root)"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    wait = ["-o", "DPkg::Lock::Timeout=600"]  # apt run by anything else: wait for its lock
+    install = ["apt-get", *wait, "install", "-y", "-q", "--no-install-recommends", package]
+    with open("/tmp/runner-tests-apt.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if installed():  # another worker installed it while this one waited
+            return None
+        done = _run(install, env)
+        if done.returncode != 0:
+            _run(["apt-get", *wait, "update", "-q"], env)
+            done = _run(install, env)
+    if installed():
+        return None
+    return f"apt-get install {package} failed: {done.stderr.strip()[-300:]}"
+
+
+def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, check=False)

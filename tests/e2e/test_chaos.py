@@ -31,7 +31,7 @@ from tests.chaoslib import (
     wait_running,
 )
 from tests.conftest import FAST
-from tests.helpers import horse_pids, start, step_script, wait_for, write_script
+from tests.helpers import debian_package, horse_pids, start, step_script, wait_for, write_script
 
 pytestmark = pytest.mark.slow
 
@@ -226,9 +226,10 @@ def _faketime_lib() -> Path | None:
 
 def skewed(env: dict[str, str], offset: str) -> dict[str, str]:
     """``env`` for a process whose wall clock is ``offset`` off (``+6h``); monotonic stays."""
+    why = debian_package("faketime", lambda: _faketime_lib() is not None)
     lib = _faketime_lib()
-    if lib is None:
-        pytest.skip("libfaketime is not installed (apt-get install faketime): no clock to skew")
+    if why or lib is None:
+        pytest.skip(f"no clock to skew: {why}")
     return {
         **env,
         "LD_PRELOAD": str(lib),

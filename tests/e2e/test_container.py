@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from rq.worker import Worker
 from runner import fairness
 from runner.events import MessageEvent, Status, StatusEvent
 from runner.store import RunStore
-from tests.helpers import start, step_script, wait_for, write_script
+from tests.helpers import debian_package, start, step_script, wait_for, write_script
 
 if TYPE_CHECKING:
     from tests.conftest import Cli, Server
@@ -130,15 +129,9 @@ def test_kubernetes_manifests_validate() -> None:
 def _need_root_namespaces(tini: str) -> None:
     if os.geteuid() != 0:
         pytest.skip("unshare --pid needs root (CI runs as root)")
-    if not Path(tini).exists() and shutil.which("apt-get"):
-        install = ["apt-get", "install", "-y", "-q", "tini"]
-        if subprocess.run(install, capture_output=True, timeout=300, check=False).returncode:
-            subprocess.run(
-                ["apt-get", "update", "-q"], capture_output=True, timeout=300, check=False
-            )
-            subprocess.run(install, capture_output=True, timeout=300, check=False)
-    if not Path(tini).exists():
-        pytest.skip(f"{tini} is missing and Debian's tini package could not be installed")
+    why = debian_package("tini", Path(tini).exists)
+    if why:
+        pytest.skip(why)
     probe = subprocess.run(
         ["unshare", "--pid", "--fork", "--mount-proc", "true"],
         capture_output=True,
