@@ -123,6 +123,37 @@ def test_kubernetes_manifests_validate() -> None:
     assert probe["exec"]["command"] == read_dockerfile().healthcheck
 
 
+def test_every_scraped_service_serves_metrics_on_the_scraped_port() -> None:
+    """ops/prometheus.yml scrapes compose services and labelled pods on a port; each of
+    them must set RUNNER_METRICS_PORT to it (metrics are off without it) and, in
+    Kubernetes, expose it."""
+    prom = yaml.safe_load((ROOT / "ops" / "prometheus.yml").read_text())
+    compose = yaml.safe_load((ROOT / "ops" / "compose.yaml").read_text())["services"]
+    k8s = [
+        d for f in (ROOT / "ops" / "k8s").glob("*.yaml") for d in yaml.safe_load_all(f.read_text())
+    ]
+    for job in prom["scrape_configs"]:
+        for static in job.get("static_configs", []):
+            for target in static["targets"]:
+                service, port = target.split(":")
+                assert compose[service]["environment"]["RUNNER_METRICS_PORT"] == port, target
+        for rule in job.get("relabel_configs", []):
+            if rule.get("action") != "keep":
+                continue
+            port = next(r for r in job["relabel_configs"] if "replacement" in r)["replacement"]
+            port = port.rsplit(":", 1)[1]
+            apps = rule["regex"].split("|")
+            pods = [d for d in k8s if d and d["kind"] == "Deployment"]
+            kept = [d for d in pods if d["spec"]["template"]["metadata"]["labels"]["app"] in apps]
+            assert len(kept) == len(apps), apps
+            for deployment in kept:
+                (container,) = deployment["spec"]["template"]["spec"]["containers"]
+                env = {e["name"]: e["value"] for e in container.get("env", [])}
+                assert env.get("RUNNER_METRICS_PORT") == port, deployment["metadata"]["name"]
+                exposed = {p["containerPort"] for p in container.get("ports", [])}
+                assert int(port) in exposed, deployment["metadata"]["name"]
+
+
 # ------------------------------------------------------------------------ PID 1
 
 
