@@ -152,6 +152,7 @@ class Subscription:
         self.hub = hub
         self.run_id = run_id
         self.last = after
+        self.last_delta = (0, 0)  # the newest delta delivered: none twice
         self.ended = False
         self.error = ""
 
@@ -178,10 +179,19 @@ class Subscription:
     def _current(self, deltas: list[DeltaEvent]) -> list[DeltaEvent]:
         """The deltas that follow the last committed event delivered.
 
-        Older ones are superseded by it; newer ones would come before their event.
+        Older ones are superseded by it; newer ones would come before their event. A delta
+        already sent is not sent again: the replay's text in flight can also be in the
+        first batch queued for this subscriber.
         """
         here = position(self.last)
-        return [d for d in deltas if stream_order(d.after) == here]
+        current = [
+            d
+            for d in deltas
+            if stream_order(d.after) == here and stream_order(d.id) > self.last_delta
+        ]
+        if current:
+            self.last_delta = stream_order(current[-1].id)
+        return current
 
     async def events(self) -> AsyncIterator[list[Event | DeltaEvent]]:
         """Batches of events, each new, in stream order, until the run ends or parks.

@@ -7,6 +7,7 @@ subscriber sees is exactly what is asserted.
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import fakeredis
 
@@ -30,8 +31,12 @@ def fake_client() -> Client:
     return client
 
 
+_delta_ids = itertools.count(1)
+
+
 def delta(after: str, text: str) -> DeltaEvent:
-    return DeltaEvent(id="1-1", after=after, text=text)
+    """A delta with an id of its own, newer than every one made before."""
+    return DeltaEvent(id=f"9{next(_delta_ids):012d}-0", after=after, text=text)
 
 
 def commit(client: Client, run_id: str, content: str) -> list[Event]:
@@ -102,3 +107,29 @@ def test_an_end_flushes_the_last_committed_events_and_no_delta() -> None:
     replay, rest = asyncio.run(scenario())
     assert [e.id for e in replay + rest] == [e.id for e in client.store.events(run_id)]
     assert not any(isinstance(e, DeltaEvent) for e in rest)
+
+
+def test_text_in_flight_at_the_replay_and_queued_too_is_sent_once() -> None:
+    """A feed read published after the subscriber joined, before its replay: its deltas
+    are both the replay's text in flight and the first queued batch."""
+    client = fake_client()
+    run_id = client.submit(Submission(prompt="hi", model="scripted", script=SCRIPT))
+    hub = Hub(client)
+
+    async def scenario() -> list[Event | DeltaEvent]:
+        tip = client.store.events(run_id)[-1].id
+        feed = hub.feeds[run_id] = Feed(run_id)
+        sub = Subscription(hub, run_id, "0-0")
+        stream = sub.events()
+        first = asyncio.ensure_future(anext(stream))  # joins, then awaits its replay
+        await asyncio.sleep(0)
+        hub._publish(feed, Batch(tip, [], [delta(tip, "Hel")]))
+        replay = await first
+        hub._publish(feed, Batch(tip, [], [delta(tip, "lo")]))
+        live = await anext(stream)
+        await stream.aclose()
+        return [*replay, *live]
+
+    got = asyncio.run(scenario())
+    texts = [e.text for e in got if isinstance(e, DeltaEvent)]
+    assert texts == ["Hel", "lo"]
