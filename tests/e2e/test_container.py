@@ -240,7 +240,8 @@ def test_image_command_as_pid1_hands_off_on_sigterm(
     run_id = cli.submit("--model", "scripted", "--script", str(script), "inside the box")
     wait_for(lambda: store.get(run_id).steps >= 2, timeout=60, what="the turn to get going")
     assert _started_on(store, run_id) == [inner.name]
-    assert "busy" in healthcheck().stdout
+    # The worker rewrites its health file every second while a turn runs.
+    wait_for(lambda: "busy" in healthcheck().stdout, timeout=10, what="health to say busy")
 
     stopped = time.monotonic()
     os.kill(tini, signal.SIGTERM)

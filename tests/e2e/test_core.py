@@ -38,7 +38,16 @@ class Follower:
     err: Path
 
     def wait(self, timeout: float = 60) -> int:
-        return self.popen.wait(timeout=timeout)
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # Followers run with PYTHONFAULTHANDLER: SIGABRT makes a hung one print
+            # where each of its threads is, so a rare hang says where it hangs.
+            self.popen.send_signal(signal.SIGABRT)
+            self.popen.wait(timeout=10)
+            raise AssertionError(
+                f"follow still running after {timeout} s:\n{self.stderr()}"
+            ) from None
 
     def stdout(self) -> str:
         return self.out.read_text(errors="replace")
@@ -80,7 +89,7 @@ class Followers:
         with out.open("wb") as fo, err.open("wb") as fe:
             popen = subprocess.Popen(
                 [*RUNNER, "follow", run_id, *args],
-                env=env or self.env,
+                env={**(env or self.env), "PYTHONFAULTHANDLER": "1"},
                 cwd=cwd,
                 stdout=fo,
                 stderr=fe,
