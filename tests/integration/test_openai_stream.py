@@ -13,7 +13,7 @@ import pytest
 
 from runner.errors import ModelError
 from tests.fake_models import FakeOpenAI, chunk, serving
-from workers.providers import ToolCall, ToolSpec, Usage
+from workers.providers import Interrupted, ToolCall, ToolSpec, Usage
 from workers.providers.openai_chat import OpenAIModel
 from workers.stop import Stop
 
@@ -127,3 +127,17 @@ def test_context_length_is_named(fake: tuple[FakeOpenAI, str]) -> None:
     with pytest.raises(ModelError, match="longer than the model's context window"):
         model(url).complete([], [], Stop(5))
     assert len(server.requests) == 1
+
+
+def test_an_interrupted_stream_stays_interrupted_not_a_model_error() -> None:
+    """A stop seen inside the call's thread ends the call as Interrupted, as for Anthropic."""
+
+    class Completions:
+        def create(self, **kwargs: Any) -> Any:
+            raise Interrupted
+
+    class Client:
+        chat = type("Chat", (), {"completions": Completions()})()
+
+    with pytest.raises(Interrupted):
+        OpenAIModel("fake", client=Client()).complete([], [], Stop(5))
