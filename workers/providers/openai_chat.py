@@ -13,7 +13,7 @@ from runner.errors import ModelError
 from runner.redact import redact
 from runner.settings import Settings
 from workers.providers.base import NULL_SINK, Interrupted, Reply, Sink, ToolCall, ToolSpec, Usage
-from workers.providers.calls import call_abandonably, parse_arguments, restarting, retrying
+from workers.providers.calls import parse_arguments, streamed_call
 from workers.stop import Stop
 
 # Failures worth another attempt: the request had no effect and may well work next time.
@@ -238,12 +238,14 @@ class OpenAIModel:
                 return _to_reply(result)
             return _assemble(result, sink, stop)
 
-        policy = retrying(
-            _transient, _why, stop, sink, attempts=self.attempts, backoff=self.backoff
+        return streamed_call(
+            "openai-call",
+            attempt,
+            stop,
+            sink,
+            transient=_transient,
+            why=_why,
+            wrap=_wrap,
+            attempts=self.attempts,
+            backoff=self.backoff,
         )
-
-        def work() -> Reply:
-            result: Reply = policy(restarting(sink, attempt))
-            return result
-
-        return call_abandonably("openai-call", work, stop, _wrap)
