@@ -91,8 +91,3 @@ def cost(table: dict[str, Price], spec: str, tokens_in: int, tokens_out: int) ->
     if price is None:
         return None
     return (tokens_in * price[0] + tokens_out * price[1]) / PER
-
-
-def estimate_tokens(chars: int) -> int:
-    """Tokens in ``chars`` characters when the provider reports none (about 4 a token)."""
-    return (chars + 3) // 4

@@ -17,9 +17,10 @@ which runner cannot keep its promises:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -144,20 +145,12 @@ class Settings(BaseSettings):
     @field_validator("tool_env", mode="before")
     @classmethod
     def _names(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = tuple(name.strip() for name in value.split(",") if name.strip())
-        if isinstance(value, list | tuple):
-            bad = [str(n) for n in value if not _ENV_NAME.fullmatch(str(n))]
-            if bad:
-                raise ValueError(f"not a variable name: {bad[0][:40]!r}")
-        return value
+        return _comma_list(value, _check_env_names)
 
-    @field_validator("tools", mode="before")
+    @field_validator("tools", "workspace_ignore", mode="before")
     @classmethod
-    def _tool_specs(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = tuple(p.strip() for p in value.split(",") if p.strip())
-        return value
+    def _items(cls, value: object) -> object:
+        return _comma_list(value)
 
     @field_validator("max_time", mode="before")
     @classmethod
@@ -170,12 +163,7 @@ class Settings(BaseSettings):
     @field_validator("approve_tools", mode="before")
     @classmethod
     def _tools(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = tuple(name.strip() for name in value.split(",") if name.strip())
-        try:
-            return budgets.check_tools(value) if isinstance(value, list | tuple) else value
-        except BadInput as exc:
-            raise ValueError(str(exc)) from None
+        return _comma_list(value, budgets.check_tools)
 
     @field_validator("prices")
     @classmethod
@@ -187,21 +175,7 @@ class Settings(BaseSettings):
     @field_validator("sentinels", mode="before")
     @classmethod
     def _sentinels(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = tuple(h.strip() for h in value.split(",") if h.strip())
-        if isinstance(value, list | tuple):
-            from runner.sentinel import check_host_port
-
-            for item in value:
-                check_host_port(str(item))
-        return value
-
-    @field_validator("workspace_ignore", mode="before")
-    @classmethod
-    def _patterns(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = tuple(p.strip() for p in value.split(",") if p.strip())
-        return value
+        return _comma_list(value, _check_sentinels)
 
     @field_validator("workspace_store")
     @classmethod
@@ -216,6 +190,37 @@ class Settings(BaseSettings):
         if value:
             check_redis_url(value)
         return value
+
+
+def _comma_list(value: object, check: Callable[[Sequence[Any]], object] | None = None) -> object:
+    """A comma-separated variable as a tuple of its items (blanks dropped), then checked.
+
+    ``check`` sees the items as a list or tuple (from the environment, ``.env`` or code)
+    and returns what to keep; a BadInput it raises becomes the ValueError pydantic reports.
+    """
+    if isinstance(value, str):
+        value = tuple(item.strip() for item in value.split(",") if item.strip())
+    if check is None or not isinstance(value, list | tuple):
+        return value
+    try:
+        return check(value)
+    except BadInput as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _check_env_names(names: Sequence[Any]) -> Sequence[Any]:
+    bad = [str(n) for n in names if not _ENV_NAME.fullmatch(str(n))]
+    if bad:
+        raise ValueError(f"not a variable name: {bad[0][:40]!r}")
+    return names
+
+
+def _check_sentinels(items: Sequence[Any]) -> Sequence[Any]:
+    from runner.sentinel import check_host_port
+
+    for item in items:
+        check_host_port(str(item))
+    return items
 
 
 def check_redis_url(url: str) -> None:

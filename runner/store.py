@@ -6,8 +6,9 @@ keys (``K.record``, ``K.events``, ...) from ``runner.keys.SCRIPT_KEYS``.
 
 What cannot be parsed is damage, reported and never hidden: a malformed id in a shared
 index is skipped (and logged; the sweeper removes it), a record that does not validate
-raises Damaged from ``get`` and is listed as damaged by ``get_many``/``list_runs``, and a
-run whose record exists while its stream is gone raises Damaged from every stream read.
+(``runner.record``) raises Damaged from ``get`` and is listed as damaged by
+``get_many``/``list_runs``, and a run whose record exists while its stream is gone
+raises Damaged from every stream read.
 """
 
 from __future__ import annotations
@@ -21,25 +22,18 @@ from importlib import resources
 from typing import Any
 
 import redis
-from pydantic import ValidationError
 
-from runner.budgets import BudgetFields
 from runner.errors import BadInput, Damaged, NoSuchRun, StaleEpoch
-from runner.events import (
-    PARKED,
-    TERMINAL,
-    Event,
-    Status,
-    decode,
-    encode,
-)
-from runner.keys import MAX_ID_SHOWN, RUN_KEYS, SCRIPT_KEYS, Keys, check_run_id, is_run_id
+from runner.events import TERMINAL, Event, Status, decode, encode
+from runner.keys import RUN_KEYS, SCRIPT_KEYS, Keys, check_run_id, is_run_id
+from runner.record import RunRecord, cut, listable, parse
+
+# RunRecord and cut live in runner.record; callers may import them from here too.
+__all__ = ["Beat", "Commit", "RunRecord", "RunStore", "commit_args", "cut", "key_names"]
 
 log = logging.getLogger("runner.store")
 KEY_CACHE_SIZE = 1024
 LIST_PAGE = 500
-# Stands in for what a damaged record lacks, so that it still lists.
-PLACEHOLDERS = {"status": "failed", "epoch": "0", "queue": "", "model": ""}
 
 
 def key_names() -> str:
@@ -53,37 +47,6 @@ def _load_script(name: str) -> str:
     lua = resources.files("runner") / "lua"
     prelude = (lua / "prelude.lua").read_text()
     return key_names() + prelude + "\n" + (lua / f"{name}.lua").read_text()
-
-
-class RunRecord(BudgetFields):
-    """The small hash that says where a run is (budget and approval fields: BudgetFields)."""
-
-    id: str
-    status: Status
-    epoch: int
-    queue: str
-    model: str
-    session: str = ""
-    max_steps: int = 0
-    steps: int = 0
-    dirty: int = 0
-    worker: str = ""
-    reason: str = ""
-    error: str = ""
-    title: str = ""
-    created_ms: int = 0
-    updated_ms: int = 0
-    cancel: bool = False
-    workspace: str = ""  # set while the workspace is not carried across hosts: why
-    damaged: str = ""  # set when the stored record does not validate: what is wrong
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL
-
-    @property
-    def parked(self) -> bool:
-        return self.status in PARKED
 
 
 @dataclass(frozen=True)
@@ -273,10 +236,7 @@ class RunStore:
         raw = self.redis.hgetall(self.keys.record(check_run_id(run_id)))
         if not raw:
             raise NoSuchRun(f"no such run: {run_id}")
-        try:
-            return _record(run_id, raw)
-        except ValidationError as exc:
-            raise Damaged(_problem(run_id, exc)) from exc
+        return parse(run_id, raw)
 
     def get_many(self, run_ids: Sequence[str]) -> list[RunRecord]:
         """Records of several runs in one round trip; missing ones are skipped.
@@ -288,7 +248,7 @@ class RunStore:
         pipe = self.redis.pipeline(transaction=False)
         for run_id in ids:
             pipe.hgetall(self.keys.record(run_id))
-        return [_listable(i, raw) for i, raw in zip(ids, pipe.execute(), strict=True) if raw]
+        return [listable(i, raw) for i, raw in zip(ids, pipe.execute(), strict=True) if raw]
 
     def script(self, run_id: str) -> str | None:
         """The scripted model's script stored with the run, if any."""
@@ -380,47 +340,8 @@ def commit_args(
     return flat
 
 
-def cut(text: str) -> str:
-    """``text`` cut short for a log line or a message."""
-    return text[:MAX_ID_SHOWN] + ("..." if len(text) > MAX_ID_SHOWN else "")
-
-
 def _well_formed(run_id: str, where: str) -> bool:
     if is_run_id(run_id):
         return True
     log.warning("not a run id; skipped", extra={"index": where, "entry": cut(str(run_id))})
     return False
-
-
-def _record(run_id: str, raw: dict[str, str]) -> RunRecord:
-    data: dict[str, Any] = dict(raw)
-    data.pop("damaged", None)  # said by the reader, never by the hash
-    data["id"] = run_id
-    data["cancel"] = raw.get("cancel") == "1"
-    return RunRecord.model_validate(data)
-
-
-def _problem(run_id: str, exc: ValidationError) -> str:
-    """One line naming the run and each bad field (the message of Damaged)."""
-    parts = []
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "record"
-        if err["type"] == "missing":
-            parts.append(f"{field} is missing")
-        else:
-            parts.append(f"{field} = {cut(str(err['input']))!r}: {err['msg']}")
-    return f"run {run_id}: damaged record: " + "; ".join(parts)
-
-
-def _listable(run_id: str, raw: dict[str, str]) -> RunRecord:
-    """The record, or a placeholder that says what is damaged (status as parsed, if it is)."""
-    try:
-        return _record(run_id, raw)
-    except ValidationError as exc:
-        problem = _problem(run_id, exc)
-        log.warning("damaged record", extra={"run": run_id, "problem": problem})
-        bad = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
-        kept = {k: v for k, v in raw.items() if k not in bad}
-        record = _record(run_id, {**PLACEHOLDERS, **kept})
-        title = problem.removeprefix(f"run {run_id}: ")
-        return record.model_copy(update={"damaged": problem, "title": title})

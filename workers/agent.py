@@ -21,18 +21,10 @@ from typing import TypeVar
 
 import redis
 
-from runner import metrics, outage, replication, sessions, tracing
+from runner import metrics, outage, replication, sessions
 from runner.deltas import DeltaWriter
 from runner.errors import BadInput, StaleEpoch, WorkspaceError
-from runner.events import (
-    Event,
-    MessageEvent,
-    Status,
-    StatusEvent,
-    ToolCallOut,
-    UsageEvent,
-    WorkspaceEvent,
-)
+from runner.events import Event, MessageEvent, Status, StatusEvent, WorkspaceEvent
 from runner.parking import Park
 from runner.settings import Settings
 from runner.store import RunStore
@@ -40,9 +32,10 @@ from runner.transcript import Transcript
 from runner.workspace import manifest as ws_manifest
 from runner.workspace.blobs import open_blobs
 from runner.workspace.checkpoint import Checkpoint
+from workers.bookkeeping import Bookkeeping, steps_in
 from workers.compactor import Context
 from workers.gate import Gate
-from workers.providers import Interrupted, Model, Reply, ToolCall
+from workers.providers import Interrupted, Model, ToolCall
 from workers.stop import Stop
 from workers.tools import ToolContext, mcp_servers, run_tool
 from workers.tools import get as get_tool
@@ -109,9 +102,9 @@ class Turn:
         )
         self.transcript = Transcript()
         self.gate = Gate(settings, max_steps)  # budgets and approvals (workers/gate.py)
+        self.books = Bookkeeping(self.gate)  # spans, timings, metrics (workers/bookkeeping.py)
         self.context: Context  # opened with the transcript, at the start of the attempt
         self.inbox = 0  # messages waiting in the inbox, as the last commit reported
-        self._stepped = time.monotonic()  # when the last step was committed (its metric)
         self.replication = replication.for_settings(settings, store.redis)  # WAIT (issue 17)
         # Built once: it wraps every commit, the hot path of a turn.
         self._retry = outage.retrying(
@@ -173,11 +166,10 @@ class Turn:
             try:
                 # What the model is sent; compacted and committed first if it would not fit.
                 messages = self.context.prepare(self.transcript, tools)
-                called = time.monotonic()
-                with tracing.span("model call", step=self.transcript.own_steps):
-                    reply = self.model.complete(
-                        messages, tools, self.stop, step=self.transcript.own_steps, sink=self.deltas
-                    )
+                step = self.transcript.own_steps
+                reply = self.books.ask(
+                    self.model, messages, tools, self.stop, step=step, sink=self.deltas
+                )
             except Interrupted:
                 return self._stopped()
             except (StaleEpoch, redis.RedisError):
@@ -185,15 +177,8 @@ class Turn:
             except Exception as exc:
                 log.exception("model call failed", extra=self.fields)
                 return Outcome(Status.FAILED, "model error", f"{type(exc).__name__}: {exc}")
-            usage = reply.usage
-            metrics.model_called(
-                time.monotonic() - called,
-                usage.input_tokens if usage else 0,
-                usage.output_tokens if usage else 0,
-                (usage.cost or 0) if usage else 0,
-            )
             self.deltas.discard()
-            self._commit_reply(reply)
+            self._commit(self.books.reply_events(reply, self.transcript.messages))
             if not reply.tool_calls:
                 return Outcome(Status.SUCCEEDED, "final answer")
             ended = self._calls(reply.tool_calls)
@@ -209,8 +194,7 @@ class Turn:
             if held is not None:
                 return self._park(held)
             self.deltas.begin(self.transcript.last_id)  # its progress notes
-            with tracing.span("tool call", tool=call.name, call=call.id):
-                result = run_tool(call.name, call.arguments, self.tools, call.id)
+            result = self.books.run(call, self.tools)
             self.deltas.discard()
             self._commit_tool(call.id, call.name, result.content)
             if result.interrupted:
@@ -279,24 +263,6 @@ class Turn:
 
     # -- commits ------------------------------------------------------------------------
 
-    def _commit_reply(self, reply: Reply) -> None:
-        calls = [ToolCallOut(id=c.id, name=c.name, arguments=c.arguments) for c in reply.tool_calls]
-        events: list[Event] = [
-            MessageEvent(role="assistant", content=reply.content, tool_calls=calls or None)
-        ]
-        usage, estimated = self.gate.usage(reply, self.transcript.messages)
-        events.append(
-            UsageEvent(
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cost=usage.cost,
-                estimated=estimated or None,
-                cache_read_tokens=usage.cache_read_tokens,
-                cache_write_tokens=usage.cache_write_tokens,
-            )
-        )
-        self._commit(events)
-
     def _commit_tool(self, call_id: str, name: str, content: str) -> None:
         """Commit a tool result with what the tool changed in the workspace, in one script."""
         change, note = self._checkpoint()
@@ -355,7 +321,7 @@ class Turn:
             return None, f"this step's files were not saved ({exc}); they may not follow the turn"
 
     def _commit(self, events: list[Event], blobs: dict[str, bytes] | None = None) -> None:
-        steps = sum(1 for e in events if isinstance(e, MessageEvent))
+        steps = steps_in(events)
         seen = self.transcript.seen
         started = time.monotonic()
         commit = self._retrying(
@@ -363,12 +329,8 @@ class Turn:
                 self.store, self.replication, self.run_id, self.epoch, events, seen, steps, blobs
             )
         )
-        now = time.monotonic()
-        metrics.committed(steps, now - started, now - self._stepped if steps else None)
-        if steps:
-            self._stepped = now
+        self.books.committed(events, steps, started)
         self.transcript.add(events, last_id=commit.last_id)
-        self.gate.add(events)
         self.inbox = commit.inbox
 
     def _take_inbox(self) -> None:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from runner import budgets, prices
+from runner import budgets, context, prices
 from runner.budgets import Limits, Spent
 from runner.events import Event
 from runner.parking import Park, approval_reason, untouched
@@ -103,9 +103,9 @@ class Gate:
         """
         usage, estimated = reply.usage, False
         if usage is None:
-            sent = sum(len(str(m.get("content") or "")) for m in messages)
-            said = len(reply.content) + sum(len(str(c.arguments)) for c in reply.tool_calls)
-            usage = Usage(prices.estimate_tokens(sent), prices.estimate_tokens(said))
+            sent = sum(context.estimate(m) for m in messages)
+            said = reply.content + "".join(str(c.arguments) for c in reply.tool_calls)
+            usage = Usage(sent, context.estimate_text(said))
             estimated = True
         if usage.cost is None:
             cost = prices.cost(self.prices, self.model, usage.input_tokens, usage.output_tokens)

@@ -46,7 +46,7 @@ from runner.settings import Settings
 from runner.store import RunStore
 from workers import sweeper
 from workers.health import Beacon
-from workers.outages import OutageTolerantWorker
+from workers.outage_tolerant import OutageTolerantWorker
 from workers.slots import SlotGate
 from workers.turn import current_stop
 

@@ -1,6 +1,6 @@
 """Compaction end to end (issue 13, point 1): real workers, a fake OpenAI server, signals.
 
-The fake server (tests/fake_chat.py) plays an agent that reads one file step after step
+The fake server (tests/fake_models.py) plays an agent that reads one file step after step
 and refuses any request over its 8k-token window, as OpenAI would. A turn far longer
 than the window succeeds only by compacting; after a handoff the new worker must send
 the model byte for byte what the old one was sending.
@@ -20,7 +20,7 @@ import pytest
 from runner.events import CompactionEvent, MessageEvent, Status
 from runner.prompts import DEFAULT_SYSTEM, SUMMARY_HEADER
 from runner.store import RunStore
-from tests.fake_chat import Answer, FakeChat, is_summary, serve
+from tests.fake_models import Answer, FakeChat, is_summary, serve
 from tests.helpers import wait_for
 
 if TYPE_CHECKING:

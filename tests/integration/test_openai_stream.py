@@ -1,102 +1,29 @@
 """Issue 12, point 4: the OpenAI provider against a fake OpenAI-compatible server.
 
-The server is real HTTP on loopback, started by a fixture, speaking the chat
-completions streaming wire format (Server-Sent Events, ``data: [DONE]``).
+The server is real HTTP on loopback (tests/fake_models.py), started by a fixture,
+speaking the chat completions streaming wire format (Server-Sent Events, ``data: [DONE]``).
 """
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from runner.errors import ModelError
-from workers.providers import ToolCall, ToolSpec, Usage
+from tests.fake_models import FakeOpenAI, chunk, serving
+from workers.providers import Interrupted, ToolCall, ToolSpec, Usage
 from workers.providers.openai_chat import OpenAIModel
 from workers.stop import Stop
 
 KEY = "sk-fake-" + "Zq9" * 10
 
 
-def chunk(delta: dict[str, Any], usage: dict[str, int] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": "c",
-        "object": "chat.completion.chunk",
-        "created": 0,
-        "model": "fake",
-        "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": None}],
-    }
-    if usage:
-        body["usage"] = {**usage, "total_tokens": sum(usage.values())}
-    return body
-
-
-class FakeOpenAI:
-    """Answers each POST with the next scripted response; records what it was sent."""
-
-    def __init__(self) -> None:
-        self.responses: list[tuple[int, dict[str, str], Any]] = []
-        self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-
-    def stream(self, *chunks: dict[str, Any], drop: bool = False) -> None:
-        self.responses.append((200, {"content-type": "text/event-stream"}, ([*chunks], drop)))
-
-    def error(
-        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-    ) -> None:
-        self.responses.append(
-            (status, {"content-type": "application/json", **(headers or {})}, body)
-        )
-
-
 @pytest.fixture
 def fake() -> Iterator[tuple[FakeOpenAI, str]]:
-    state = FakeOpenAI()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:  # the SDK's one route here: /v1/chat/completions
-            size = int(self.headers.get("content-length", "0"))
-            state.requests.append(json.loads(self.rfile.read(size)))
-            state.headers.append(dict(self.headers))
-            status, headers, body = state.responses.pop(0)
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            if status != 200:
-                raw = json.dumps(body).encode()
-                self.send_header("content-length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-                return
-            chunks, drop = body
-            self.send_header("connection", "close")
-            self.end_headers()
-            for c in chunks:
-                self.wfile.write(f"data: {json.dumps(c)}\n\n".encode())
-                self.wfile.flush()
-            if drop:  # half a chunk, then the connection goes away
-                self.wfile.write(b'data: {"id": "c", "obj')
-                self.wfile.flush()
-                self.connection.shutdown(2)
-                return
-            end = {"index": 0, "delta": {}, "finish_reason": "stop"}
-            self.wfile.write(f"data: {json.dumps({**chunk({}), 'choices': [end]})}\n\n".encode())
-            self.wfile.write(b"data: [DONE]\n\n")
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state, f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
-    server.server_close()
+    with serving(FakeOpenAI()) as server:
+        yield server, server.url + "/v1"
 
 
 class Sink:
@@ -200,3 +127,17 @@ def test_context_length_is_named(fake: tuple[FakeOpenAI, str]) -> None:
     with pytest.raises(ModelError, match="longer than the model's context window"):
         model(url).complete([], [], Stop(5))
     assert len(server.requests) == 1
+
+
+def test_an_interrupted_stream_stays_interrupted_not_a_model_error() -> None:
+    """A stop seen inside the call's thread ends the call as Interrupted, as for Anthropic."""
+
+    class Completions:
+        def create(self, **kwargs: Any) -> Any:
+            raise Interrupted
+
+    class Client:
+        chat = type("Chat", (), {"completions": Completions()})()
+
+    with pytest.raises(Interrupted):
+        OpenAIModel("fake", client=Client()).complete([], [], Stop(5))

@@ -278,6 +278,7 @@ def test_gate(request: pytest.FixtureRequest, client: Client) -> None:
     held = gate.before_model(0)  # scripted has no price: a cost limit cannot be counted
     assert held is not None and "has no price on this worker" in held.reason
     usage, estimated = gate.usage(Reply("x" * 40, []), [{"role": "user", "content": "y" * 400}])
-    assert (usage, estimated) == (Usage(100, 10, None), True)
+    # runner.context's estimate: 4 a message plus UTF-8 bytes / 3, rounded up
+    assert (usage, estimated) == (Usage(4 + 134, 14, None), True)
     gate.model, gate.prices = "openai:gpt-4o", prices.load(None)
     assert gate.usage(Reply("", [], Usage(1_000_000, 0)), [])[0].cost == 2.5

@@ -20,7 +20,7 @@ from runner.errors import ModelError
 from runner.redact import redact
 from runner.settings import Settings
 from workers.providers.base import NULL_SINK, Interrupted, Reply, Sink, ToolCall, ToolSpec, Usage
-from workers.providers.calls import call_abandonably, parse_arguments, restarting, retrying
+from workers.providers.calls import parse_arguments, streamed_call
 from workers.stop import Stop
 
 CACHE = {"type": "ephemeral"}
@@ -309,12 +309,14 @@ class AnthropicModel:
                 assembly.feed(event)
             return assembly.reply()
 
-        policy = retrying(
-            _transient, _why, stop, sink, attempts=self.attempts, backoff=self.backoff
+        return streamed_call(
+            "anthropic-call",
+            attempt,
+            stop,
+            sink,
+            transient=_transient,
+            why=_why,
+            wrap=_error,
+            attempts=self.attempts,
+            backoff=self.backoff,
         )
-
-        def work() -> Reply:
-            result: Reply = policy(restarting(sink, attempt))
-            return result
-
-        return call_abandonably("anthropic-call", work, stop, _error)

@@ -118,6 +118,28 @@ def retrying(
     )
 
 
+def streamed_call(
+    name: str,
+    attempt: Callable[[], T],
+    stop: Stop,
+    sink: Sink,
+    *,
+    transient: Callable[[BaseException], bool],
+    why: Callable[[BaseException | None], str],
+    wrap: Callable[[Exception], Exception],
+    attempts: int,
+    backoff: float,
+) -> T:
+    """A provider's whole call: ``attempt`` retried, restarting the stream, abandoned on a stop."""
+    policy = retrying(transient, why, stop, sink, attempts=attempts, backoff=backoff)
+
+    def work() -> T:
+        result: T = policy(restarting(sink, attempt))
+        return result
+
+    return call_abandonably(name, work, stop, wrap)
+
+
 def restarting(sink: Sink, attempt: Callable[[], T]) -> Callable[[], T]:
     """``attempt`` that, from its second call on, first supersedes what was streamed."""
     calls = 0

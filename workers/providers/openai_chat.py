@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Sequence
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import httpx2
 import openai
-import tenacity
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from runner.errors import ModelError
 from runner.redact import redact
 from runner.settings import Settings
-from workers.providers.base import (
-    NULL_SINK,
-    POLL_SECONDS,
-    Interrupted,
-    Reply,
-    Sink,
-    ToolCall,
-    ToolSpec,
-    Usage,
-)
+from workers.providers.base import NULL_SINK, Interrupted, Reply, Sink, ToolCall, ToolSpec, Usage
+from workers.providers.calls import parse_arguments, streamed_call
 from workers.stop import Stop
 
 # Failures worth another attempt: the request had no effect and may well work next time.
@@ -36,7 +23,6 @@ _TRANSIENT = (
     openai.InternalServerError,
     httpx2.TransportError,  # the connection dropped mid-stream: the call starts over
 )
-MAX_RETRY_AFTER = 60.0  # a server's Retry-After is honoured up to this many seconds
 # Context windows (tokens) by model-name prefix, the longest prefix first; a model not
 # listed (a compatible server's own) needs RUNNER_CONTEXT_TOKENS or gets the default.
 CONTEXT_WINDOWS = (
@@ -61,19 +47,9 @@ def context_window(model: str) -> int | None:
     return None
 
 
-def _retry_after(exc: BaseException | None) -> float | None:
-    """The wait a server asked for (``retry-after-ms`` or ``retry-after`` seconds)."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if headers is None:
-        return None
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        try:
-            return min(max(float(value) * scale, 0.0), MAX_RETRY_AFTER)
-        except (TypeError, ValueError):
-            continue
-    return None
+def _transient(exc: BaseException) -> bool:
+    """Whether the request had no effect and may well work next time."""
+    return isinstance(exc, _TRANSIENT)
 
 
 def _why(exc: BaseException | None) -> str:
@@ -85,17 +61,6 @@ def _why(exc: BaseException | None) -> str:
     if isinstance(exc, openai.APITimeoutError):
         return "model timed out"
     return "connection to the model lost"
-
-
-def _parse_arguments(raw: str) -> dict[str, Any]:
-    """Tool-call arguments as a dict; what does not parse is kept under ``_raw``."""
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return {"_raw": raw}
-    return value if isinstance(value, dict) else {"_raw": raw}
 
 
 def tool_param(specs: Sequence[ToolSpec]) -> list[dict[str, Any]]:
@@ -122,6 +87,13 @@ def _error(exc: BaseException) -> ModelError:
             redact(f"openai: the conversation is longer than the model's context window: {exc}")
         )
     return ModelError(redact(f"openai: {exc}"))
+
+
+def _wrap(exc: Exception) -> Exception:
+    """What the caller sees of a failure in the call's thread: ours as they are, else redacted."""
+    if isinstance(exc, ModelError | Interrupted):
+        return exc
+    return _error(exc)
 
 
 def _assemble(stream: Any, sink: Sink, stop: Stop) -> Reply:
@@ -155,7 +127,7 @@ def _assemble(stream: Any, sink: Sink, stop: Stop) -> Reply:
         # Cut off (a proxy or the server went away): transient, the call starts over.
         raise httpx2.RemoteProtocolError("the stream ended before the answer did")
     tool_calls = [
-        ToolCall(slot["id"] or f"call_{i}", slot["name"], _parse_arguments(slot["args"]))
+        ToolCall(slot["id"] or f"call_{i}", slot["name"], parse_arguments(slot["args"]))
         for i, slot in sorted(calls.items())
     ]
     return Reply("".join(text), tool_calls, usage)
@@ -167,7 +139,7 @@ def _to_reply(completion: ChatCompletion) -> Reply:
         raise ModelError("openai: the response has no choices")
     message = completion.choices[0].message
     calls = [
-        ToolCall(call.id, call.function.name, _parse_arguments(call.function.arguments))
+        ToolCall(call.id, call.function.name, parse_arguments(call.function.arguments))
         for call in message.tool_calls or []
         if call.type == "function"
     ]
@@ -242,98 +214,38 @@ class OpenAIModel:
         step: int | None = None,
         sink: Sink = NULL_SINK,
     ) -> Reply:
-        """Ask the API, abandoning the call (Interrupted) if a stop is requested."""
+        """Ask the API, abandoning the call (Interrupted) if a stop is requested.
+
+        Transient errors are retried from the start: a retry tells followers why and how
+        long it waits, and supersedes what the failed attempt streamed (``sink.reset``);
+        a server's Retry-After is honoured.
+        """
         if stop.requested.is_set():
             raise Interrupted
         client = self._get_client()
-        future: Future[Reply] = Future()
-        args = (client, list(messages), tool_param(tools), stop, sink, future)
-        # A daemon thread: an abandoned call must not keep the worker process alive.
-        threading.Thread(target=self._call, args=args, name="openai-call", daemon=True).start()
-        while True:
-            try:
-                return future.result(timeout=POLL_SECONDS)
-            except FutureTimeout:
-                if stop.requested.is_set():
-                    raise Interrupted from None
-
-    def _call(
-        self,
-        client: Any,
-        messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]],
-        stop: Stop,
-        sink: Sink,
-        future: Future[Reply],
-    ) -> None:
-        """Run the request (with retries) in the helper thread and settle ``future``."""
-        try:
-            future.set_result(self._create(client, messages, tools, stop, sink))
-        except (openai.OpenAIError, ModelError) as exc:
-            future.set_exception(exc if isinstance(exc, ModelError) else _error(exc))
-        except Exception as exc:  # a failure inside the SDK: the run fails with it, redacted
-            future.set_exception(_error(exc))
-        except BaseException as exc:
-            future.set_exception(exc)
-
-    def _create(
-        self,
-        client: Any,
-        messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]],
-        stop: Stop,
-        sink: Sink,
-    ) -> Reply:
-        """One streamed chat completion, retried from the start on transient errors.
-
-        A retry tells followers why and how long it waits, and supersedes what the
-        failed attempt streamed (``sink.reset``). A server's Retry-After is honoured.
-        """
         kwargs: dict[str, Any] = {
             "model": self.model,
-            "messages": messages,
+            "messages": list(messages),
             "stream": True,
             "stream_options": {"include_usage": True},
         }
         if tools:
-            kwargs["tools"] = tools
-        attempts = 0
+            kwargs["tools"] = tool_param(tools)
 
         def attempt() -> Reply:
-            nonlocal attempts
-            if attempts:
-                sink.reset()
-            attempts += 1
             result = client.chat.completions.create(**kwargs)
             if isinstance(result, ChatCompletion):  # a server (or a fake) that does not stream
                 return _to_reply(result)
             return _assemble(result, sink, stop)
 
-        result: Reply = self._retrying(stop, sink)(attempt)
-        return result
-
-    def _retrying(self, stop: Stop, sink: Sink) -> tenacity.Retrying:
-        """Transient failures retried with back-off (or the server's Retry-After), told."""
-        expo = tenacity.wait_exponential(multiplier=self.backoff, max=30)
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome is not None else None
-            asked = _retry_after(exc)
-            return asked if asked is not None else float(expo(state))
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome is not None else None
-            sink.note(f"{_why(exc)}, retrying in {state.upcoming_sleep:.0f} s")
-
-        def backoff_sleep(seconds: float) -> None:
-            stop.wait(seconds)  # ends early on a stop: the caller has abandoned the call
-
-        return tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_TRANSIENT),
-            wait=wait,
-            stop=tenacity.stop_after_attempt(self.attempts)
-            | tenacity.stop_when_event_set(stop.requested),
-            sleep=backoff_sleep,
-            before_sleep=before_sleep,
-            reraise=True,
+        return streamed_call(
+            "openai-call",
+            attempt,
+            stop,
+            sink,
+            transient=_transient,
+            why=_why,
+            wrap=_wrap,
+            attempts=self.attempts,
+            backoff=self.backoff,
         )

@@ -1,4 +1,4 @@
-"""The worker's side of guarantee 10: a server that refuses writes is waited out.
+"""RQ's queue and worker made outage-tolerant (guarantee 10): refused writes are waited out.
 
 With ``maxmemory`` reached under ``noeviction`` every write of RQ's idle loop fails with
 ``OutOfMemoryError``: the worker's heartbeat and state (``HSET``), the dequeue
