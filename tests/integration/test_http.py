@@ -59,8 +59,15 @@ def test_api_submit_follow_and_read(api: Api, cli: Cli, tmp_path: Path) -> None:
     with api.http() as http:
         ended = http.post(f"/runs/{run_id}/cancel")
         assert ended.status_code == 409 and "already ended" in ended.json()["error"]
-        assert http.post(f"/runs/{run_id}/send", json={"message": "hi"}).status_code == 409
         assert http.post(f"/runs/{run_id}/resume").status_code == 409
+        only = http.post(f"/runs/{run_id}/send", json={"message": "hi", "continue": False})
+        assert only.status_code == 409 and "takes no messages" in only.json()["error"]
+        # To an ended run, send starts the next turn of its session (named after it).
+        sent = http.post(f"/runs/{run_id}/send", json={"message": "hi"})
+        assert sent.status_code == 201, sent.text
+        assert (sent.json()["id"], sent.json()["session"]) == (run_id, run_id)
+        turn = http.get(f"/runs/{sent.json()['next']}").json()
+        assert (turn["session"], turn["status"]) == (run_id, "queued")
 
 
 def test_api_refuses_and_touches_nothing(api: Api, server: Server, tmp_path: Path) -> None:
