@@ -7,18 +7,15 @@ import time
 
 import click
 
-from runner import forking, purge, session_admin
+from runner import purge
 from runner.cli.group import cli, client, err, guarded, out, run_id_arg
-from runner.client import Client
 from runner.errors import BadInput
+from runner.http.admin import Admin, admin_for
 
 
-def _direct() -> Client:
-    """The client, refusing RUNNER_API_URL: these commands need the server itself."""
-    runner = client()
-    if runner.settings.api_url:
-        raise BadInput("this command is not available through RUNNER_API_URL yet")
-    return runner
+def _admin() -> Admin:
+    """Over Redis, or through ``runner serve`` with RUNNER_API_URL: the same output."""
+    return admin_for(client())
 
 
 def _optional_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -35,8 +32,7 @@ def sessions_(limit: int, as_json: bool) -> None:
     A session idle longer than RUNNER_SESSION_IDLE_SECONDS shows as expired: its next
     turn starts a new conversation.
     """
-    runner = _direct()
-    found = session_admin.list_sessions(runner.store, runner.settings, limit)
+    found = _admin().sessions(limit)
     if as_json:
         for info in found:
             click.echo(json.dumps(info.to_dict()))
@@ -64,7 +60,7 @@ def session() -> None:
 @guarded
 def rename(old: str, new: str) -> None:
     """Rename session OLD to NEW (its turns follow; NEW must not exist)."""
-    turns = session_admin.rename(_direct().store, old, new)
+    turns = _admin().rename_session(old, new)
     click.echo(f"renamed session {old} to {new} ({turns} turns)")
 
 
@@ -73,8 +69,7 @@ def rename(old: str, new: str) -> None:
 @guarded
 def delete(name: str) -> None:
     """Delete session NAME and every turn of it (all must have ended)."""
-    runner = _direct()
-    gone = session_admin.delete(runner.store, runner.rq, runner.settings, name)
+    gone = _admin().delete_session(name)
     click.echo(f"deleted session {name} ({gone} turns purged)")
 
 
@@ -92,8 +87,7 @@ def fork(run_id: str, at: int, session: str, as_json: bool) -> None:
     N is rounded down so that no tool call is separated from its result; the run is
     queued to continue from there. Prints the new run's id.
     """
-    runner = _direct()
-    done = forking.fork(runner.store, runner.rq, runner.settings, run_id, at, session)
+    done = _admin().fork(run_id, at, session)
     if as_json:
         click.echo(json.dumps({"id": done.run_id, "at": done.at, "asked": done.asked}))
         return
@@ -120,13 +114,12 @@ def purge_(run_id: str | None, older: str | None, as_json: bool) -> None:
     """
     if (run_id is None) == (older is None):
         raise BadInput("give a run ID or --older-than AGE (one of them)")
-    runner = _direct()
     if run_id is not None:
-        keys = purge.purge_run(runner.store, runner.rq, runner.settings, run_id)
+        keys = _admin().purge_run(run_id)
         summary = {"runs": [run_id], "keys": keys, "kept": []}
     else:
         age = purge.parse_age(older or "")
-        done = purge.purge_older(runner.store, runner.rq, runner.settings, age)
+        done = _admin().purge_older(age)
         summary = {"runs": done.runs, "keys": done.keys, "kept": done.kept}
     if as_json:
         click.echo(json.dumps(summary))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import click
 
-from runner import session_admin
 from runner.cli.group import cli, client, guarded, run_id_arg
-from runner.errors import WrongState
 from runner.events import Status
+from runner.http.admin import admin_for
 
 
 @cli.command()
@@ -33,14 +32,11 @@ def send(run_id: str, message: str) -> None:
     has ended, the message starts the next turn of its session (one named after the
     run if it had none) and the new run's id is printed. The message must be UTF-8.
     """
-    runner = client()
-    try:
-        runner.send(run_id, message)
-    except WrongState:
-        if runner.settings.api_url:
-            raise  # over HTTP there is no next turn yet
-        new_id, session = session_admin.next_turn(runner, run_id, message)
-        click.echo(f"{run_id} has ended; session {session} continues in {new_id}", err=True)
-        click.echo(new_id)
+    sent = admin_for(client()).send_or_continue(run_id, message)
+    if sent.next_id:
+        click.echo(
+            f"{run_id} has ended; session {sent.session} continues in {sent.next_id}", err=True
+        )
+        click.echo(sent.next_id)
         return
     click.echo(f"sent to {run_id}")

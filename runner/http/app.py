@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from runner import metrics, session_admin
+from runner import metrics
 from runner.budgets import LIMITS, adds_from_json, limits_from_json
 from runner.client import STREAM_ID, Client, Submission
 from runner.errors import (
@@ -38,6 +38,7 @@ from runner.events import DeltaEvent, Status, to_json, to_openai
 from runner.http.auth import Grant, Tokens
 from runner.http.fanout import Hub, Subscription
 from runner.http.listing import RunsWatch
+from runner.http.sessions_api import SessionEndpoints
 from runner.keys import check_run_id
 
 log = logging.getLogger("runner.http")
@@ -242,15 +243,6 @@ class Api:
         before = await run_in_threadpool(self.client.deny, run_id, reason)
         return JSONResponse({"id": run_id, "before": before.value})
 
-    async def send(self, request: Request) -> Response:
-        run_id = self.run_id(request)
-        body = await self.body(request)
-        message = body.get("message")
-        if not isinstance(message, str):
-            raise BadInput('give the message as {"message": "..."}')
-        status = await run_in_threadpool(self.client.send, run_id, message)
-        return JSONResponse({"id": run_id, "status": status.value})
-
     async def events(self, request: Request) -> Response:
         run_id = self.run_id(request)
         after = request.headers.get("last-event-id") or request.query_params.get("after") or "0-0"
@@ -261,11 +253,6 @@ class Api:
         return EventSourceResponse(
             sse(sub), ping=self.heartbeat, headers={"Cache-Control": "no-store"}
         )
-
-    async def sessions(self, request: Request) -> Response:
-        store, cfg = self.client.store, self.client.settings
-        found = await run_in_threadpool(session_admin.list_sessions, store, cfg)
-        return JSONResponse({"sessions": [s.to_dict() for s in found]})
 
     async def workers(self, request: Request) -> Response:
         queue = str(request.path_params["queue"])
@@ -372,9 +359,8 @@ def build_app(client: Client, heartbeat: float = 15.0) -> Starlette:
         Route("/runs/{run_id}/resume", write(api.resume), methods=["POST"]),
         Route("/runs/{run_id}/approve", write(api.approve), methods=["POST"]),
         Route("/runs/{run_id}/deny", write(api.deny), methods=["POST"]),
-        Route("/runs/{run_id}/send", write(api.send), methods=["POST"]),
         Route("/queues/{queue}/workers", read(api.workers)),
-        Route("/sessions", read(api.sessions)),
+        *SessionEndpoints(api).routes(read, write),  # issue 14
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:

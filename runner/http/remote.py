@@ -27,7 +27,11 @@ from runner.errors import (
     WrongState,
 )
 from runner.events import DeltaEvent, Event, MessageEvent, Status
-from runner.keys import check_run_id
+from runner.forking import Forked
+from runner.http.admin import Sent
+from runner.keys import check_run_id, check_session
+from runner.purge import Purged
+from runner.session_admin import SessionInfo
 from runner.settings import Settings
 from runner.store import RunRecord
 from runner.workspace.access import UploadProgress
@@ -115,8 +119,41 @@ class RemoteClient(Client):
         return Status(self._call("POST", path, {"reason": reason})["before"])
 
     def send(self, run_id: str, text: str) -> Status:
+        """A message to a live run (WrongState for an ended one, as over Redis)."""
         path = f"/runs/{check_run_id(run_id)}/send"
-        return Status(self._call("POST", path, {"message": text})["status"])
+        return Status(self._call("POST", path, {"message": text, "continue": False})["status"])
+
+    # -- runner.http.admin.Admin: send's next turn, sessions, fork, purge (issue 14) --
+
+    def send_or_continue(self, run_id: str, text: str) -> Sent:
+        reply = self._call("POST", f"/runs/{check_run_id(run_id)}/send", {"message": text})
+        if reply.get("next"):
+            return Sent(str(reply["next"]), str(reply["session"]))
+        return Sent(status=str(reply["status"]))
+
+    def sessions(self, limit: int = 50) -> list[SessionInfo]:
+        found = self._call("GET", f"/sessions?limit={int(limit)}")["sessions"]
+        return [SessionInfo(**info) for info in found]
+
+    def rename_session(self, old: str, new: str) -> int:
+        check_session(new)
+        reply = self._call("POST", f"/sessions/{check_session(old)}/rename", {"name": new})
+        return int(reply["turns"])
+
+    def delete_session(self, name: str) -> int:
+        return int(self._call("POST", f"/sessions/{check_session(name)}/delete", {})["purged"])
+
+    def fork(self, run_id: str, at: int, session: str = "") -> Forked:
+        body = {"at": at, "session": session}
+        reply = self._call("POST", f"/runs/{check_run_id(run_id)}/fork", body)
+        return Forked(str(reply["id"]), int(reply["asked"]), int(reply["at"]))
+
+    def purge_run(self, run_id: str) -> int:
+        return int(self._call("POST", f"/runs/{check_run_id(run_id)}/purge", {})["keys"])
+
+    def purge_older(self, age_seconds: int) -> Purged:
+        reply = self._call("POST", "/purge", {"older_than": age_seconds})
+        return Purged([str(r) for r in reply["runs"]], int(reply["keys"]), list(reply["kept"]))
 
     def follow_live(
         self,

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from runner.events import MessageEvent
+from runner.store import RunStore
 from tests.conftest import Cli
 from tests.helpers import step_script, write_script
 from tests.serving import make_api
@@ -113,3 +115,77 @@ def test_run_page_follows_a_live_turn(cli: Cli, browser: Any, tmp_path: Path) ->
     # The list is live: the new run shows up without a reload.
     page.wait_for_selector(f"#runs a[href='#/runs/{later}']", timeout=20_000)
     page.screenshot(path=str(ARTIFACTS / "runs-list.png"), full_page=True)
+
+
+def signed_in(browser: Any, url: str, token: str) -> Any:
+    """A page in its own browser context (its own cookie), signed in with ``token``."""
+    page = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
+    page.goto(url)
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    return page
+
+
+def parked_page(page: Any) -> None:
+    page.wait_for_selector("#ended:has-text('parked: waiting')", timeout=30_000)
+    assert page.inner_text("#state") == "waiting"
+    assert "needs approval: shell" in page.inner_text("#events")
+
+
+def tool_results(store: RunStore, run_id: str) -> list[str]:
+    return [
+        e.content for e in store.events(run_id) if isinstance(e, MessageEvent) and e.role == "tool"
+    ]
+
+
+def test_approve_and_deny_from_the_run_page(
+    cli: Cli, store: RunStore, browser: Any, tmp_path: Path
+) -> None:
+    api = make_api(cli)
+    steps = [
+        {"content": "Cleaning up.", "tool": "shell", "args": {"command": "echo approved-ran"}},
+        {"content": "All done."},
+    ]
+    script = str(write_script(tmp_path / "s.json", steps))
+    cli.worker("w1")
+    approved = cli.submit("--model", "scripted", "--script", script, "--approve", "shell", "go")
+    denied = cli.submit("--model", "scripted", "--script", script, "--approve", "shell", "go")
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    # A read-only token sees the parked run, and no button to act on it.
+    reader = signed_in(browser, f"{api.url}/#/runs/{denied}", api.reader)
+    parked_page(reader)
+    assert reader.query_selector("#approve") is None and reader.query_selector("#deny") is None
+    assert reader.query_selector("#cancel") is None
+    reader.screenshot(path=str(ARTIFACTS / "run-page-waiting-read-only.png"), full_page=True)
+
+    # Approve: the shell call runs on the worker and the run succeeds, followed live.
+    page = signed_in(browser, f"{api.url}/#/runs/{approved}", api.token)
+    parked_page(page)
+    assert page.is_visible("#approve") and page.is_visible("#deny") and page.is_visible("#cancel")
+    page.screenshot(path=str(ARTIFACTS / "run-page-waiting.png"), full_page=True)
+    page.click("#approve")
+    page.wait_for_selector("#ended:has-text('end of run: succeeded')", timeout=30_000)
+    assert page.inner_text("#state") == "succeeded"
+    assert "approved-ran" in (page.text_content("#events .tool") or "")
+    assert "All done." in page.inner_text("#events")
+    assert page.query_selector("#approve") is None
+    assert tool_results(store, approved)[0].splitlines()[0] == "approved-ran"
+
+    # Deny with a reason: the tool never runs, and the model is given the denial as the
+    # call's result, then answers again (the script's next step).
+    page.goto(f"{api.url}/#/runs/{denied}")
+    parked_page(page)
+    page.fill("#reason", "not on prod")
+    page.click("#deny")
+    page.wait_for_selector("#ended:has-text('end of run: succeeded')", timeout=30_000)
+    shown = page.text_content("#events .tool") or ""
+    assert "denied by user: not on prod" in shown and "approved-ran" not in shown
+    assert tool_results(store, denied) == ["denied by user: not on prod"]
+    roles = [(e.role, e.content) for e in store.events(denied) if isinstance(e, MessageEvent)]
+    assert roles[-2:] == [("tool", "denied by user: not on prod"), ("assistant", "All done.")]
+    page.screenshot(path=str(ARTIFACTS / "run-page-denied.png"), full_page=True)
+
+    # The read-only page, left open on the parked run, followed it to its end by itself.
+    reader.wait_for_selector("#ended:has-text('end of run: succeeded')", timeout=30_000)
+    assert "denied by user: not on prod" in (reader.text_content("#events .tool") or "")

@@ -59,8 +59,15 @@ def test_api_submit_follow_and_read(api: Api, cli: Cli, tmp_path: Path) -> None:
     with api.http() as http:
         ended = http.post(f"/runs/{run_id}/cancel")
         assert ended.status_code == 409 and "already ended" in ended.json()["error"]
-        assert http.post(f"/runs/{run_id}/send", json={"message": "hi"}).status_code == 409
         assert http.post(f"/runs/{run_id}/resume").status_code == 409
+        only = http.post(f"/runs/{run_id}/send", json={"message": "hi", "continue": False})
+        assert only.status_code == 409 and "takes no messages" in only.json()["error"]
+        # To an ended run, send starts the next turn of its session (named after it).
+        sent = http.post(f"/runs/{run_id}/send", json={"message": "hi"})
+        assert sent.status_code == 201, sent.text
+        assert (sent.json()["id"], sent.json()["session"]) == (run_id, run_id)
+        turn = http.get(f"/runs/{sent.json()['next']}").json()
+        assert (turn["session"], turn["status"]) == (run_id, "queued")
 
 
 def test_api_refuses_and_touches_nothing(api: Api, server: Server, tmp_path: Path) -> None:
@@ -267,3 +274,51 @@ def test_the_page_cookie_writes_only_as_json(api: Api, tmp_path: Path) -> None:
         assert browser.post(f"/runs/{run_id}/cancel", json={}).status_code == 200
         assert browser.post("/logout").status_code == 200
         assert browser.get(f"/runs/{run_id}").status_code == 401
+
+
+def test_session_fork_and_purge_endpoints_refuse_and_touch_nothing(
+    api: Api, server: Server, tmp_path: Path
+) -> None:
+    """Issue 14's endpoints: the status codes of every refusal, and no key changed."""
+    run_id = submit(api, tmp_path, [{"content": "done"}])  # queued: no worker
+    unknown = "r0000000000deadbeef"
+    before = server.client().dbsize()
+    with api.http(api.reader) as http:
+        assert http.get("/sessions?limit=1").status_code == 200
+        assert http.get("/sessions?limit=0").status_code == 400
+        for path, body in (
+            (f"/runs/{run_id}/fork", {"at": 1}),
+            (f"/runs/{run_id}/purge", {}),
+            ("/purge", {"older_than": 0}),
+            ("/sessions/s1/rename", {"name": "s2"}),
+            ("/sessions/s1/delete", {}),
+        ):
+            refused = http.post(path, json=body)
+            assert refused.status_code == 403 and "read-only" in refused.json()["error"], path
+    with httpx.Client(base_url=api.url, timeout=10) as anon:
+        assert anon.post(f"/runs/{run_id}/purge", json={}).status_code == 401
+    with api.http() as http:
+        cases = [
+            (f"/runs/{unknown}/fork", {"at": 1}, 404),
+            (f"/runs/{unknown}/purge", {}, 404),
+            (f"/runs/{run_id}/purge", {}, 409),  # not ended: cancel it first
+            ("/runs/rNOTANID/fork", {"at": 1}, 400),
+            ("/runs/rNOTANID/purge", {}, 400),
+            (f"/runs/{run_id}/fork", {"at": "2"}, 400),
+            (f"/runs/{run_id}/fork", {"at": 0}, 400),
+            (f"/runs/{run_id}/fork", {"at": 1, "session": 5}, 400),
+            ("/purge", {"older_than": -1}, 400),
+            ("/purge", {}, 400),
+            ("/sessions/bad%20name/rename", {"name": "x"}, 400),
+            ("/sessions/nosuch/rename", {"name": "x"}, 400),
+            ("/sessions/nosuch/rename", {"name": "bad name"}, 400),
+            ("/sessions/nosuch/delete", {}, 400),
+        ]
+        for path, body, status in cases:
+            reply = http.post(path, json=body)
+            assert reply.status_code == status, (path, body, reply.text)
+            assert reply.json()["error"].count("\n") == 0, path
+        huge = http.post(f"/runs/{run_id}/fork", content=b"x" * (4 * 1024 * 1024))
+        assert huge.status_code == 413, huge.text
+        assert http.post("/sessions/s/rename", content=b"{nope").status_code == 400
+    assert server.client().dbsize() == before
