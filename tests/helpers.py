@@ -68,7 +68,7 @@ def debian_package(package: str, installed: Callable[[], bool]) -> str | None:
         return f"{package} is not installed (apt-get install {package}; needs root)"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     wait = ["-o", "DPkg::Lock::Timeout=600"]  # apt run by anything else: wait for its lock
-    install = ["apt-get", *wait, "install", "-y", "-q", "--no-install-recommends", package]
+    install = ["apt-get", *wait, "install", "-y", "-q", package]
     with open("/tmp/runner-tests-apt.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if installed():  # another worker installed it while this one waited

@@ -7,9 +7,6 @@ browser download (``playwright install``) is never used.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +16,7 @@ import pytest
 from runner.events import MessageEvent
 from runner.store import RunStore
 from tests.conftest import Cli
-from tests.helpers import step_script, write_script
+from tests.helpers import debian_package, step_script, write_script
 from tests.serving import make_api
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,20 +34,9 @@ ARGS = [
 
 @pytest.fixture(scope="session")
 def chromium() -> Path:
-    if not CHROMIUM.exists():
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            pytest.skip("needs Debian's chromium: run as root with apt-get, or install it")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        done = subprocess.run(
-            ["apt-get", "install", "-y", "-q", "chromium"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-        if done.returncode != 0 or not CHROMIUM.exists():
-            pytest.skip(f"apt-get install chromium failed: {done.stderr.strip()[-300:]}")
+    why = debian_package("chromium", CHROMIUM.exists)
+    if why:
+        pytest.skip(f"needs Debian's chromium: {why}")
     return CHROMIUM
 
 
