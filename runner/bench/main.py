@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib.util import find_spec
 
 from runner.bench.commits import Transcript, commit_cost, growth
@@ -21,17 +21,49 @@ from runner.bench.sse import sse_latency
 from runner.bench.stats import Figure
 from runner.bench.throughput import throughput
 from runner.bench.workspace import workspace_costs
+from runner.errors import BadInput
 from runner.settings import Settings
 
+# The sections, in the order they run; ``runner bench --section`` picks some.
+SECTIONS = (
+    "commit",
+    "growth",
+    "follow",
+    "reattach",
+    "throughput",
+    "recovery",
+    "memory",
+    "workspace",
+    "fleet",
+    "live",
+    "compaction",
+    "sse",
+)
+NEEDS_GROWTH = ("reattach", "memory")  # they read the transcript that ``growth`` writes
 
-def run_bench(settings: Settings, quick: bool, progress: Callable[[str], None]) -> Report:
-    """Measure everything on the configured server; leaves nothing behind on it."""
+
+def run_bench(
+    settings: Settings,
+    quick: bool,
+    progress: Callable[[str], None],
+    only: Sequence[str] = (),
+) -> Report:
+    """Measure on the configured server (``only`` these sections, if given; a section
+    that reads ``growth``'s transcript brings ``growth`` along); leaves nothing behind."""
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        raise BadInput(f"no such bench section: {unknown[0]!r} (one of {', '.join(SECTIONS)})")
+    if "sse" in only and find_spec("sse_starlette") is None:
+        raise BadInput("the sse section needs the serve extra: pip install 'runner[serve]'")
+    wanted = set(only or SECTIONS)
+    if wanted & set(NEEDS_GROWTH):
+        wanted.add("growth")
     started = time.monotonic()
     load = os.getloadavg()  # a shared machine's other work shows in every figure
     b = Bench(settings, Plan.make(quick), progress)
     try:
         progress(f"bench on {b.url} under prefix {b.token!r}")
-        sections = _sections(b)
+        sections = _sections(b, wanted)
         machine = describe(b.redis, b.url, embedded=settings.redis_url is None)
         machine["load_average"] = [round(x, 2) for x in load]
     finally:
@@ -52,7 +84,7 @@ def run_bench(settings: Settings, quick: bool, progress: Callable[[str], None]) 
     )
 
 
-def _sections(b: Bench) -> dict[str, list[Figure]]:
+def _sections(b: Bench, wanted: set[str]) -> dict[str, list[Figure]]:
     out: dict[str, list[Figure]] = {}
     grown: list[Transcript] = []
 
@@ -76,6 +108,7 @@ def _sections(b: Bench) -> dict[str, list[Figure]]:
     ]
     if find_spec("sse_starlette") is not None:  # issue 15: needs the serve extra
         steps.append(("sse", "SSE latency and 100 followers", lambda: sse_latency(b)))
+    steps = [step for step in steps if step[0] in wanted]
     for i, (key, title, run) in enumerate(steps, 1):
         b.progress(f"[{i}/{len(steps)}] {title}")
         t0 = time.monotonic()

@@ -131,9 +131,17 @@ def dev(n: int, queues: tuple[str, ...]) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
-@click.option("--quick", is_flag=True, help="Fewer, smaller samples (well under a minute).")
+@click.option("--quick", is_flag=True, help="Fewer, smaller samples (about a minute and a half).")
+@click.option(
+    "--section",
+    "sections",
+    multiple=True,
+    metavar="NAME",
+    help="Only this section (repeatable): commit, growth, follow, reattach, throughput, "
+    "recovery, memory, workspace, fleet, live, compaction, sse.",
+)
 @guarded
-def bench(as_json: bool, quick: bool) -> None:
+def bench(as_json: bool, quick: bool, sections: tuple[str, ...]) -> None:
     """Measure what durability costs per step and how fast turns come back.
 
     Runs against the configured server (RUNNER_REDIS_URL; the embedded one if unset)
@@ -143,7 +151,8 @@ def bench(as_json: bool, quick: bool) -> None:
     from runner.bench.main import run_bench
     from runner.bench.report import render as render_bench
 
-    report = run_bench(settings(), quick, lambda msg: err.print(f"[dim]{msg}[/dim]"))
+    progress = lambda msg: err.print(f"[dim]{msg}[/dim]")  # noqa: E731
+    report = run_bench(settings(), quick, progress, only=sections)
     if as_json:
         click.echo(json.dumps(report.as_dict()))
     else:

@@ -12,23 +12,19 @@ import subprocess
 
 import pytest
 
+from runner.bench.main import SECTIONS
 from tests.conftest import Server
 from tests.helpers import RUNNER
 
-SECTIONS = (
-    "commit",
-    "growth",
-    "follow",
-    "reattach",
-    "throughput",
-    "recovery",
-    "memory",
-    "workspace",
-    "fleet",
-    "live",
-    "compaction",
-    "sse",
+# Four runs of a few sections each, so pytest-xdist can spread them (all at once take
+# about two minutes); between them they cover every section.
+GROUPS = (
+    ("commit", "growth", "follow", "reattach", "memory"),
+    ("throughput", "recovery", "live"),
+    ("workspace", "fleet"),
+    ("compaction", "sse"),
 )
+assert sorted(n for g in GROUPS for n in g) == sorted(SECTIONS)
 
 
 def _number(value: object) -> bool:
@@ -37,9 +33,11 @@ def _number(value: object) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_bench_quick_json(env: dict[str, str], server: Server) -> None:
+@pytest.mark.parametrize("group", GROUPS, ids=["+".join(g[:2]) for g in GROUPS])
+def test_bench_quick_json(env: dict[str, str], server: Server, group: tuple[str, ...]) -> None:
+    picked = [arg for name in group for arg in ("--section", name)]
     done = subprocess.run(
-        [*RUNNER, "bench", "--quick", "--json"],
+        [*RUNNER, "bench", "--quick", "--json", *picked],
         env=env,
         capture_output=True,
         text=True,
@@ -48,13 +46,13 @@ def test_bench_quick_json(env: dict[str, str], server: Server) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
-    assert (
-        f"[{len(SECTIONS)}/{len(SECTIONS)}]" in done.stderr
-    )  # progress went to stderr, not into the JSON
+    ran = set(group) | ({"growth"} if {"reattach", "memory"} & set(group) else set())
+    # progress went to stderr, not into the JSON
+    assert f"[{len(ran)}/{len(ran)}]" in done.stderr
 
     assert report["quick"] is True
-    assert set(report["sections"]) == set(SECTIONS)
-    for name in SECTIONS:
+    assert set(report["sections"]) == ran
+    for name in ran:
         figures = report["sections"][name]
         assert figures, name
         for fig in figures:
@@ -69,3 +67,17 @@ def test_bench_quick_json(env: dict[str, str], server: Server) -> None:
     leftovers = [k for k in server.client().scan_iter(count=1000) if "bench-" in k]
     assert leftovers == []
     assert not [m for m in server.client().smembers("rq:workers") if "bench-" in m]
+
+
+def test_an_unknown_section_is_one_line(env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [*RUNNER, "bench", "--section", "nope"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: no such bench section: 'nope' (one of commit,")
+    assert len(done.stderr.splitlines()) == 1 and done.stdout == ""
