@@ -354,6 +354,9 @@ def test_server_sigkill_and_restart_mid_turn(
     run_id = submit(cli, tmp_path, steps)
     follower = cli.spawn("follow", run_id, "--json", log="follow.log")
     wait_for(lambda: tool_results(store, run_id) >= 2, 20, what="tool results")
+    # Attached first: a follow that cannot reach the server at start fails at once, by
+    # design; the reconnects under test are those of a follower already following.
+    wait_for(lambda: '"role":"tool"' in follower.output(), 20, what="the follower to attach")
 
     server.kill()
     time.sleep(outage)

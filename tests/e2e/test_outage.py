@@ -127,7 +127,9 @@ def test_a_handoff_during_the_outage_parks_the_run_with_the_reason(
         wait_for(lambda: refused(server) >= 1, 20, what="writes refused")
         wait_for(lambda: "server out of memory; retrying" in victim.output(), 20, what="a retry")
         victim.signal(signal.SIGTERM)
-        assert victim.wait(GRACE) == 0, victim.output()
+        # Its own deadline is the grace (the horse is killed at grace + 0.5 s); this
+        # process may see the exit a little later on a loaded machine.
+        assert victim.wait(GRACE + 3) == 0, victim.output()
         record = store.get(run_id)
         assert record.status is Status.QUEUED
         assert "server out of memory" in record.reason
