@@ -359,7 +359,8 @@ def test_stop_during_model_sleep_hands_off_at_once(
         {"content": "step 1", "tool": "shell", "args": {"command": "echo out-1"}, "sleep": 30},
         {"content": "All done."},
     ]
-    workers = two_workers(cli, server, NO_SWEEP)
+    grace = 8.0  # a tool would get 6.5 s: far from "at once", even on a loaded machine
+    workers = two_workers(cli, server, {**NO_SWEEP, "RUNNER_SHUTDOWN_GRACE": str(grace)})
     run_id = submit(cli, tmp_path, steps)
     first = wait_owner(store, run_id, steps=2).worker  # step 0 done: the model now thinks
     (second,) = set(workers) - {first}
@@ -372,10 +373,10 @@ def test_stop_during_model_sleep_hands_off_at_once(
     exited_after = time.monotonic() - start
 
     # The thought is abandoned at once: nowhere near the deadline a tool would get.
-    assert handed_off_after < 1.0, handed_off_after
+    assert handed_off_after < 2.0, handed_off_after
     assert handed.dirty == 0, handed  # a handoff is no dirty restart
     assert code == 0, workers[first].output()
-    assert exited_after < grace_of(env), exited_after
+    assert exited_after < tool_deadline(grace), exited_after
     # The other worker resumes: into the same 30 s thought, so cancel it there.
     assert wait_owner(store, run_id, epoch=2).worker == second
     assert cli("cancel", run_id).returncode == 0

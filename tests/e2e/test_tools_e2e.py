@@ -53,8 +53,8 @@ def test_cancel_stops_a_running_tool(
     cli.worker("w1", env={**env, "RUNNER_LEASE_SECONDS": "15"})
     run_id = submit(cli, tmp_path, steps)
     wait_for(lambda: marked_pids(marker), 20, 0.02, what="the tool's sleep to start")
-    start = time.monotonic()
     assert cli("cancel", run_id).returncode == 0
+    start = time.monotonic()  # recorded: the heartbeat (every second) now stops the tool
     record = wait_done(store, run_id, timeout=20)
     ended_after = time.monotonic() - start
     assert record.status is Status.CANCELLED
