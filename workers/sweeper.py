@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
 
 import redis
+from rq import Queue
 
 from runner import fairness, purge, queueing, sessions
 from runner.events import Status
@@ -27,6 +30,7 @@ from runner.workspace.retention import sweep_blob_store
 log = logging.getLogger("runner.sweeper")
 REPORTED_MAX = 1000
 _reported: set[str] = set()  # damaged runs already logged by this process
+_lost_script: Any = None  # lost.lua, registered on first use
 
 
 @dataclass
@@ -127,17 +131,19 @@ def _damaged(problem: str, run_id: str) -> None:
 def _lost_queued(
     store: RunStore, rq_conn: redis.Redis, settings: Settings, report: SweepReport
 ) -> None:
-    queued = store.queued_ids()
-    if not queued:
+    # Only the queued runs that neither wait in a key's list nor sit in an RQ queue are
+    # read (one server-side script finds them), so a sweep costs the same however many
+    # runs wait: normally a few just-popped runs and session turns.
+    candidates = lost_candidates(store, rq_conn)
+    if not candidates:
         return
     now_ms = _server_ms(store.redis)
-    held = fairness.held_ids(store)  # waiting for a slot of their key, or holding one
     # A run popped by a worker is "not in its queue" for the instant before the claim;
     # waiting one lease length before re-pushing keeps that instant out of it.
     grace_ms = settings.lease_seconds * 1000
-    waiting: dict[str, set[str]] = {}  # each queue read once a sweep, however long it is
-    held |= sessions.still_held(store, queued)  # session turns waiting for the one before
-    for record in store.get_many(queued):
+    held = fairness.held_among(store, candidates)  # deferred, or holding a slot
+    held |= sessions.still_held(store, candidates)  # session turns waiting for the one before
+    for record in store.get_many(candidates):
         if record.damaged:
             _damaged(record.damaged, record.id)
             continue
@@ -145,12 +151,22 @@ def _lost_queued(
             continue
         if record.id in held:
             continue
-        if record.queue not in waiting:
-            waiting[record.queue] = queueing.queued_ids(rq_conn, record.queue)
-        if record.id not in waiting[record.queue]:
+        if not queueing.in_queue(rq_conn, record.id, record.queue):
             queueing.push_front(rq_conn, record.id, record.queue, settings.retention_seconds)
             report.repushed.append(record.id)
             log.warning("queued run was in no queue; pushed again", extra={"run": record.id})
+
+
+def lost_candidates(store: RunStore, rq_conn: redis.Redis) -> list[str]:
+    """Queued runs (by the index) that are in no key's waiting list and no RQ queue."""
+    global _lost_script
+    if _lost_script is None:
+        source = (resources.files("runner") / "lua" / "lost.lua").read_text()
+        _lost_script = store.redis.register_script(source)
+    queues = sorted(q.decode() for q in rq_conn.smembers(Queue.redis_queues_keys))  # type: ignore[union-attr]
+    keys = [store.keys.queued, store.keys.deferred, *queues]
+    ids = _lost_script(keys=keys, client=store.redis)
+    return [i for i in ids if is_run_id(i)]
 
 
 def _server_ms(client: redis.Redis) -> int:
