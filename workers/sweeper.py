@@ -161,8 +161,9 @@ def lost_candidates(store: RunStore, rq_conn: redis.Redis) -> list[str]:
     """Queued runs (by the index) that are in no key's waiting list and no RQ queue."""
     global _lost_script
     if _lost_script is None:
-        source = (resources.files("runner") / "lua" / "lost.lua").read_text()
-        _lost_script = store.redis.register_script(source)
+        body = (resources.files("runner") / "lua" / "lost.lua").read_text()
+        names = "local L = {queued = KEYS[1], deferred = KEYS[2], queues = {unpack(KEYS, 3)}}"
+        _lost_script = store.redis.register_script(f"{names}\n{body}")
     queues = sorted(q.decode() for q in rq_conn.smembers(Queue.redis_queues_keys))  # type: ignore[union-attr]
     keys = [store.keys.queued, store.keys.deferred, *queues]
     ids = _lost_script(keys=keys, client=store.redis)

@@ -1,13 +1,15 @@
--- Read-only (workers/sweeper.py, lost_candidates): the ids in KEYS[1] (the queued index)
--- that are neither in KEYS[2] (every key's deferred runs) nor in any of the RQ queue
--- lists KEYS[3..]. Server-side, so the sweeper reads only these runs' records, not every
--- queued run's; the rest of the lost-run rules (grace, slots, sessions) are in Python.
+-- Read-only (workers/sweeper.py, lost_candidates). After the generated line naming the
+-- keys: L.queued (the queued index), L.deferred (every key's deferred runs), L.queues
+-- (RQ's queue lists). Returns the ids in L.queued that are neither in L.deferred nor in
+-- any of L.queues. Server-side, so the sweeper reads only these runs' records, not
+-- every queued run's; the rest of the lost-run rules (grace, slots, sessions) are in
+-- Python.
 local queued = {}
-for i = 3, #KEYS do
-  for _, id in ipairs(redis.call('LRANGE', KEYS[i], 0, -1)) do queued[id] = true end
+for _, queue in ipairs(L.queues) do
+  for _, id in ipairs(redis.call('LRANGE', queue, 0, -1)) do queued[id] = true end
 end
 local out = {}
-for _, id in ipairs(redis.call('SDIFF', KEYS[1], KEYS[2])) do
+for _, id in ipairs(redis.call('SDIFF', L.queued, L.deferred)) do
   if not queued[id] then out[#out + 1] = id end
 end
 return out

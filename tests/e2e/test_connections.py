@@ -23,6 +23,7 @@ from runner.store import RunStore
 from tests.conftest import Cli
 from tests.helpers import Proc, step_script, wait_for, wait_registered, write_script
 from tests.redisproc import (
+    MASTER,
     Certs,
     RedisProc,
     SentinelGroup,
@@ -188,6 +189,48 @@ def test_turn_through_sentinel(
     # WAIT 1 held every commit until the replica had it.
     replica = sentinels.replica.client()
     assert replica.hget(Keys().record(run_id), "steps") == "5"
+
+
+@pytest.mark.slow
+def test_turn_over_tls_through_sentinel(
+    cli: Cli, env: dict[str, str], certs: Certs, tmp_path: Path
+) -> None:
+    """Primary, replica and three sentinels that speak only TLS with client certificates:
+    a worker configured by settings (RUNNER_SENTINELS, RUNNER_SENTINEL_MASTER and the TLS
+    files) runs a turn that a follower given a ``rediss+sentinel://`` URL follows."""
+    group = sentinel_group(tmp_path / "tls-sentinel", certs=certs)
+    try:
+        files = {
+            "RUNNER_REDIS_CA": str(certs.ca),
+            "RUNNER_REDIS_CERT": str(certs.cert("client")),
+            "RUNNER_REDIS_KEY": str(certs.key("client")),
+        }
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in group.sentinels)
+        by_settings = {
+            **env, **files, "RUNNER_REDIS_URL": "", "RUNNER_SENTINELS": hosts,
+            "RUNNER_SENTINEL_MASTER": MASTER, "RUNNER_COMMIT_REPLICAS": "1",
+        }  # fmt: skip
+        by_url = {**env, **files, "RUNNER_REDIS_URL": group.url}
+        assert group.url.startswith("rediss+sentinel://")
+        admin = group.primary.client()
+        worker(cli, by_settings, "tls-sentinel-w", admin)
+        run_id = submit(cli, by_url, tmp_path, step_script(2))
+        done = cli("follow", run_id, "--json", env=by_url, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert record(admin, run_id)["status"] == "succeeded"
+        # WAIT 1 went to the replica over TLS replication.
+        assert group.replica.client().hget(Keys().record(run_id), "status") == "succeeded"
+        # The sentinels and the primary really speak only TLS.
+        for proc in (group.sentinels[0], group.primary):
+            with pytest.raises(redis.ConnectionError):
+                redis.Redis(port=proc.port, socket_timeout=5).ping()
+        # Without the client certificate: one line, no traceback.
+        no_cert = {**env, "RUNNER_REDIS_URL": group.url, "RUNNER_REDIS_CA": str(certs.ca)}
+        refused = cli("status", run_id, env=no_cert)
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr
+        assert refused.stderr.startswith("error: "), refused.stderr
+    finally:
+        group.stop()
 
 
 @pytest.mark.slow
