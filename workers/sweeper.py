@@ -30,7 +30,7 @@ from runner.workspace.retention import sweep_blob_store
 log = logging.getLogger("runner.sweeper")
 REPORTED_MAX = 1000
 _reported: set[str] = set()  # damaged runs already logged by this process
-_lost_script: Any = None  # lost.lua, registered on first use
+_SCRIPTS: dict[str, Any] = {}  # malformed.lua and lost.lua, registered on first use
 
 
 @dataclass
@@ -57,13 +57,16 @@ def sweep(store: RunStore, rq_conn: redis.Redis, settings: Settings) -> SweepRep
 
 
 def drop_malformed(store: RunStore) -> int:
-    """Remove entries that are not run ids from the shared indexes; returns how many."""
+    """Remove entries that are not run ids from the shared indexes; returns how many.
+
+    A read-only script finds them (malformed.lua), so only the bad entries, normally
+    none, come back to Python."""
     k = store.keys
+    found = _script("malformed", _MALFORMED_NAMES, store.redis)(
+        keys=[k.active, k.queued, k.runs], client=store.redis
+    )
+    members = dict(zip((k.active, k.queued, k.runs), found, strict=True))
     pipe = store.redis.pipeline(transaction=False)
-    pipe.smembers(k.active)
-    pipe.smembers(k.queued)
-    pipe.zrange(k.runs, 0, -1)
-    members = dict(zip((k.active, k.queued, k.runs), pipe.execute(), strict=True))
     dropped = 0
     for key, entries in members.items():
         bad = [e for e in entries if not is_run_id(e)]
@@ -81,6 +84,28 @@ def drop_malformed(store: RunStore) -> int:
     if dropped:
         pipe.execute()
     return dropped
+
+
+def _lua_id_pattern() -> str:
+    """keys.RUN_ID_PATTERN as a Lua pattern (Lua has no {n} counts: the classes repeat)."""
+    return "^r" + "[0-9a-v]" * 10 + "[0-9a-f]" * 8 + "$"
+
+
+_MALFORMED_NAMES = (
+    "local M = {active = KEYS[1], queued = KEYS[2], runs = KEYS[3]}\n"
+    f"local ID = '{_lua_id_pattern()}'"
+)
+_LOST_NAMES = "local L = {queued = KEYS[1], deferred = KEYS[2], queues = {unpack(KEYS, 3)}}"
+
+
+def _script(name: str, header: str, client: redis.Redis) -> Any:
+    """A read-only sweep script of runner/lua, registered once per process (it is called
+    with whichever client the sweep has)."""
+    script = _SCRIPTS.get(name)
+    if script is None:
+        body = (resources.files("runner") / "lua" / f"{name}.lua").read_text()
+        script = _SCRIPTS[name] = client.register_script(f"{header}\n{body}")
+    return script
 
 
 def _prune_index(store: RunStore, settings: Settings) -> None:
@@ -159,14 +184,9 @@ def _lost_queued(
 
 def lost_candidates(store: RunStore, rq_conn: redis.Redis) -> list[str]:
     """Queued runs (by the index) that are in no key's waiting list and no RQ queue."""
-    global _lost_script
-    if _lost_script is None:
-        body = (resources.files("runner") / "lua" / "lost.lua").read_text()
-        names = "local L = {queued = KEYS[1], deferred = KEYS[2], queues = {unpack(KEYS, 3)}}"
-        _lost_script = store.redis.register_script(f"{names}\n{body}")
     queues = sorted(q.decode() for q in rq_conn.smembers(Queue.redis_queues_keys))  # type: ignore[union-attr]
     keys = [store.keys.queued, store.keys.deferred, *queues]
-    ids = _lost_script(keys=keys, client=store.redis)
+    ids = _script("lost", _LOST_NAMES, store.redis)(keys=keys, client=store.redis)
     return [i for i in ids if is_run_id(i)]
 
 

@@ -236,3 +236,26 @@ def test_a_woken_backlog_run_is_not_lost_to_the_sweeper(server: Server, store: R
     assert fairness.after_attempt(store, rq_conn, a, held, cfg) == [b]
     assert store.redis.smembers(store.keys.deferred) == {c}
     assert lost_candidates(store, rq_conn) == []
+
+
+def test_the_sweep_finds_malformed_entries_server_side(server: Server, store: RunStore) -> None:
+    """malformed.lua's pattern is keys.RUN_ID_PATTERN: near misses go, real ids stay."""
+    from runner.keys import new_run_id
+    from workers.sweeper import drop_malformed
+
+    good = new_run_id()
+    near = [
+        "r" + "w" * 10 + "0" * 8,
+        "r" + "0" * 10 + "g" * 8,
+        good + "0",
+        good[:-1],
+        "R" + good[1:],
+    ]
+    store.redis.sadd(store.keys.queued, good, *near[:3])
+    store.redis.sadd(store.keys.active, near[3])
+    store.redis.zadd(store.keys.runs, {good: 1, near[4]: 1})
+    assert drop_malformed(store) == 5
+    assert store.redis.smembers(store.keys.queued) == {good}
+    assert not store.redis.exists(store.keys.active)
+    assert store.redis.zrange(store.keys.runs, 0, -1) == [good]
+    assert drop_malformed(store) == 0
