@@ -6,7 +6,9 @@ fenced like its lease:
 
 - taken by the worker that dequeued it, before it forks (:func:`admit`), tagged with the
   epoch the attempt will have; a key that is full does not block the worker: the run is
-  *deferred* (moved from its RQ queue to the key's waiting list) and the worker goes on;
+  *deferred* (moved from its RQ queue to the key's waiting list) and the worker goes on,
+  having moved the key's other runs at the head of that queue there too, in one script
+  (:func:`defer_backlog`): a burst of one key costs one dequeue, not one per run;
 - kept alive by the lease heartbeat (:class:`SlotKeeper`), with the same TTL, on the
   server's clock; a stale attempt's beat or release changes nothing;
 - released when the attempt ends with the run terminal or parked (:func:`after_attempt`);
