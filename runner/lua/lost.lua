@@ -8,8 +8,10 @@ local queued = {}
 for _, queue in ipairs(L.queues) do
   for _, id in ipairs(redis.call('LRANGE', queue, 0, -1)) do queued[id] = true end
 end
+for _, id in ipairs(redis.call('SMEMBERS', L.deferred)) do queued[id] = true end
 local out = {}
-for _, id in ipairs(redis.call('SDIFF', L.queued, L.deferred)) do
+-- SMEMBERS rather than SDIFF: the ACL user of ops/redis.conf has no SDIFF.
+for _, id in ipairs(redis.call('SMEMBERS', L.queued)) do
   if not queued[id] then out[#out + 1] = id end
 end
 return out
