@@ -45,7 +45,10 @@ def redis_url(settings: Settings) -> str:
     elif settings.sentinels:
         if not settings.sentinel_master:
             raise BadInput("RUNNER_SENTINELS is set: RUNNER_SENTINEL_MASTER must name the master")
-        url = sentinel.build(settings.sentinels, settings.sentinel_master)
+        # TLS files in the settings mean TLS to the sentinels and the primary alike.
+        files = (settings.redis_ca, settings.redis_cert, settings.redis_key)
+        tls = any(f is not None for f in files)
+        url = sentinel.build(settings.sentinels, settings.sentinel_master, tls=tls)
     else:
         from runner.embedded import ensure_server
 

@@ -6,7 +6,9 @@ fenced like its lease:
 
 - taken by the worker that dequeued it, before it forks (:func:`admit`), tagged with the
   epoch the attempt will have; a key that is full does not block the worker: the run is
-  *deferred* (moved from its RQ queue to the key's waiting list) and the worker goes on;
+  *deferred* (moved from its RQ queue to the key's waiting list) and the worker goes on,
+  having moved the key's other runs at the head of that queue there too, in one script
+  (:func:`defer_backlog`): a burst of one key costs one dequeue, not one per run;
 - kept alive by the lease heartbeat (:class:`SlotKeeper`), with the same TTL, on the
   server's clock; a stale attempt's beat or release changes nothing;
 - released when the attempt ends with the run terminal or parked (:func:`after_attempt`);
@@ -43,8 +45,9 @@ log = logging.getLogger("runner.fairness")
 Priority = Literal["high", "normal", "low"]
 PRIORITIES: tuple[Priority, ...] = ("high", "normal", "low")
 RESERVED = "*"  # the epoch tag of a slot reserved for a woken run
-SLOT_KEYS = ("slots", "waiting", "tenants")  # the KEYS of slots.lua, in this order
+SLOT_KEYS = ("slots", "waiting", "tenants", "deferred", "queue")  # slots.lua's KEYS, in order
 MAX_WAKE_ROUNDS = 10  # wake passes when woken runs turn out to be cancelled meanwhile
+BACKLOG_WINDOW = 500  # how far into its queue a full key's backlog is looked for at once
 
 _SCRIPTS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
@@ -71,9 +74,11 @@ def _script(client: redis.Redis) -> Any:
     return script
 
 
-def _call(store: RunStore, tenant: str, op: str, *args: object) -> Any:
+def _call(store: RunStore, tenant: str, op: str, *args: object, queue_key: str = "") -> Any:
     k: Keys = store.keys
-    keys = [k.tenant_slots(tenant), k.tenant_waiting(tenant), k.tenants]
+    keys = [k.tenant_slots(tenant), k.tenant_waiting(tenant), k.tenants, k.deferred]
+    if queue_key:  # the 'backlog' op's RQ queue
+        keys.append(queue_key)
     return _script(store.redis)(keys=keys, args=[op, tenant, *args])
 
 
@@ -125,6 +130,36 @@ def defer(rq_conn: redis.Redis, run_id: str, queue: str) -> None:
     from rq import Queue
 
     rq_conn.lrem(Queue(queue, connection=rq_conn).intermediate_queue_key, 0, run_id)
+
+
+def defer_backlog(
+    store: RunStore, rq_conn: redis.Redis, tenant: str, queue: str, settings: Settings
+) -> int:
+    """The key was found full: move its other runs at the head of ``queue`` (up to
+    BACKLOG_WINDOW of the queue's first entries) to its waiting list in one script;
+    returns how many moved.
+
+    Without it a burst of one key is deferred one dequeue at a time, and a run of
+    another key submitted behind the burst waits for all of those dequeues.
+    """
+    from rq import Queue
+
+    limit, lease_ms = _limits(settings)
+    queue_key = Queue(queue, connection=rq_conn).key
+    head: list[bytes] = rq_conn.lrange(queue_key, 0, BACKLOG_WINDOW - 1)  # type: ignore[assignment]
+    ids = [i.decode() for i in head if is_run_id(i.decode())]
+    if not ids:
+        return 0
+    pipe = store.redis.pipeline(transaction=False)
+    for run_id in ids:
+        pipe.hmget(store.keys.record(run_id), "key", "status", "epoch")
+    args: list[object] = []
+    for run_id, (key, status, epoch) in zip(ids, pipe.execute(), strict=True):
+        if key == tenant and status == Status.QUEUED.value:
+            args += [run_id, "1" if int(epoch or 0) > 0 else "0"]
+    if not args:
+        return 0
+    return int(_call(store, tenant, "backlog", limit, lease_ms, *args, queue_key=queue_key))
 
 
 def after_attempt(
@@ -186,24 +221,30 @@ def sweep(store: RunStore, rq_conn: redis.Redis, settings: Settings) -> list[str
     return woken
 
 
-def held_ids(store: RunStore) -> set[str]:
-    """Ids of the queued runs fairness accounts for: deferred, or holding a live slot
-    (woken, or dequeued and about to be claimed). The sweeper does not take them for
-    lost; one whose slot expired unused is lost, and pushed again."""
+def held_among(store: RunStore, run_ids: Sequence[str]) -> set[str]:
+    """Which of these queued runs fairness accounts for: deferred in their key's list,
+    or holding a live slot (woken, or dequeued and about to be claimed). The sweeper
+    does not take them for lost; one whose slot expired unused is lost, and pushed
+    again. Two round trips for the runs asked about, however many others wait."""
     k = store.keys
-    tenants = [t for t in store.redis.smembers(k.tenants) if _well_formed(t)]
-    if not tenants:
-        return set()
+    ids = [i for i in run_ids if is_run_id(i)]
     pipe = store.redis.pipeline(transaction=False)
-    for tenant in tenants:
-        pipe.lrange(k.tenant_waiting(tenant), 0, -1)
-        pipe.hgetall(k.tenant_slots(tenant))
-    replies = pipe.execute()
-    seconds, micros = store.redis.time()
+    for run_id in ids:
+        pipe.hget(k.record(run_id), "key")
+    keyed = [(i, t) for i, t in zip(ids, pipe.execute(), strict=True) if t and _well_formed(t)]
+    if not keyed:
+        return set()
+    for run_id, tenant in keyed:
+        pipe.lpos(k.tenant_waiting(tenant), run_id)
+        pipe.hget(k.tenant_slots(tenant), run_id)
+    pipe.time()
+    *replies, (seconds, micros) = pipe.execute()
     now_ms = int(seconds) * 1000 + int(micros) // 1000
-    held = {i for ids in replies[0::2] for i in ids}
-    for slots in replies[1::2]:
-        held |= {i for i, value in slots.items() if _expiry(value) > now_ms}
+    held = set()
+    for n, (run_id, _) in enumerate(keyed):
+        waiting, slot = replies[2 * n], replies[2 * n + 1]
+        if waiting is not None or (slot is not None and _expiry(slot) > now_ms):
+            held.add(run_id)
     return held
 
 

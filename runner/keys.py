@@ -189,6 +189,11 @@ class Keys:
         return f"{self.prefix}:index:tenants"
 
     @property
+    def deferred(self) -> str:
+        """Set: ids of every run in some key's waiting list (the sweeper skips them)."""
+        return f"{self.prefix}:index:deferred"
+
+    @property
     def blob_sweep(self) -> str:
         """String with a TTL: held by the one sweeper that cleans blob stores this period."""
         return f"{self.prefix}:lock:blob-sweep"

@@ -50,9 +50,30 @@ def for_settings(settings: Any, client: redis.Redis) -> Replication | None:
         return None
     aof = bool(settings.commit_aof)
     if aof and server_version(client) < WAITAOF_SINCE:
+        # The worker refused such a server at start (refusal); this is a failover to one.
         log.warning("RUNNER_COMMIT_AOF needs Redis/Valkey 7.2 or later; using WAIT instead")
         aof = False
     return Replication(settings.commit_replicas, settings.commit_replicas_timeout_ms, aof)
+
+
+def refusal(settings: Any, client: redis.Redis) -> str:
+    """Why a worker must not start with these commit settings on this server ('' if it
+    may): RUNNER_COMMIT_AOF promises that the turn acts only on fsynced commits, which
+    needs WAITAOF (Redis/Valkey 7.2+) and the server's AOF on. Refusing at start, in one
+    line, beats running a fleet on a promise it cannot keep."""
+    if not settings.commit_aof:
+        return ""
+    version = server_version(client)
+    if version < WAITAOF_SINCE:
+        return (
+            f"RUNNER_COMMIT_AOF needs WAITAOF, which this server ({version[0]}.{version[1]}) "
+            "lacks: use Redis or Valkey 7.2 or later, or unset it "
+            "(RUNNER_COMMIT_REPLICAS=N still waits for replicas)"
+        )
+    info: dict[str, Any] = client.info("persistence")
+    if not int(info.get("aof_enabled", 0)):
+        return "RUNNER_COMMIT_AOF needs the server's AOF on (appendonly yes), or unset it"
+    return ""
 
 
 def server_version(client: redis.Redis) -> tuple[int, int]:
@@ -99,6 +120,10 @@ def commit(
     if isinstance(acked, Exception):
         raise acked
     got = int(acked[1]) if replication.aof else int(acked)
+    if replication.aof and int(acked[0]) < 1:  # not fsynced on the primary in time
+        raise TooFewReplicas(
+            f"NOREPLICAS commit not fsynced on the primary within {replication.timeout_ms} ms"
+        )
     if got < replication.replicas:
         raise TooFewReplicas(
             f"NOREPLICAS commit reached {got} of {replication.replicas} replicas "

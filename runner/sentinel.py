@@ -44,9 +44,11 @@ def is_sentinel(url: str) -> bool:
     return url.split("://", 1)[0] in SCHEMES
 
 
-def build(sentinels: tuple[str, ...], master: str) -> str:
-    """The URL for RUNNER_SENTINELS (``host:port`` items) and RUNNER_SENTINEL_MASTER."""
-    return f"redis+sentinel://{','.join(sentinels)}/{quote(master, safe='')}"
+def build(sentinels: tuple[str, ...], master: str, tls: bool = False) -> str:
+    """The URL for RUNNER_SENTINELS (``host:port`` items) and RUNNER_SENTINEL_MASTER
+    (``rediss+sentinel://`` with ``tls``: the settings name TLS files)."""
+    scheme = SCHEMES[1] if tls else SCHEMES[0]
+    return f"{scheme}://{','.join(sentinels)}/{quote(master, safe='')}"
 
 
 def parse(url: str) -> SentinelUrl:

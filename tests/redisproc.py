@@ -178,7 +178,8 @@ class SentinelGroup:
     @property
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
-        return f"redis+sentinel://{hosts}/{MASTER}/0"
+        scheme = "rediss+sentinel" if self.primary.client_options.get("ssl") else "redis+sentinel"
+        return f"{scheme}://{hosts}/{MASTER}/0"
 
     def current_primary(self) -> int:
         """The port the sentinels name as the primary now."""
@@ -194,30 +195,62 @@ class SentinelGroup:
             proc.stop()
 
 
-def sentinel_group(where: Path, n_sentinels: int = 1, down_after_ms: int = 1000) -> SentinelGroup:
-    """Start a primary, a replica of it and ``n_sentinels`` sentinels (quorum 1)."""
+def sentinel_group(
+    where: Path,
+    n_sentinels: int = 3,
+    down_after_ms: int = 1000,
+    certs: Certs | None = None,
+) -> SentinelGroup:
+    """Start a primary, a replica of it and ``n_sentinels`` sentinels (quorum: a
+    majority, so 2 of 3), all speaking only TLS with client certificates when ``certs``
+    is given (the replica replicates over TLS, the sentinels watch over TLS)."""
     sentinel_bin = need("redis-sentinel")
-    primary = redis_server(where / "primary").start()
-    replica = redis_server(
+    tls_lines = ["tls-replication yes"] if certs is not None else []
+
+    def server(d: Path, extra: list[str]) -> RedisProc:
+        if certs is None:
+            return redis_server(d, extra)
+        return tls_server(d, certs, extra + tls_lines)
+
+    primary = server(where / "primary", []).start()
+    replica = server(
         where / "replica", [f"replicaof 127.0.0.1 {primary.port}", "replica-read-only yes"]
     ).start()
     group = SentinelGroup(primary, replica, [])
     wait_for(group.replicas_in_sync, 30, what="the replica to sync")
+    quorum = n_sentinels // 2 + 1
     for i in range(n_sentinels):
         d = where / f"sentinel{i}"
         d.mkdir(parents=True)
         port = free_port()
         config = [
             f"port {port}", "bind 127.0.0.1", "protected-mode no", f"dir {d}", "daemonize no",
-            f"sentinel monitor {MASTER} 127.0.0.1 {primary.port} 1",
+            f"sentinel monitor {MASTER} 127.0.0.1 {primary.port} {quorum}",
             f"sentinel down-after-milliseconds {MASTER} {down_after_ms}",
             f"sentinel failover-timeout {MASTER} 10000",
             f"sentinel parallel-syncs {MASTER} 1",
         ]  # fmt: skip
-        group.sentinels.append(RedisProc(sentinel_bin, d, port, config).start())
-    wait_for(
-        lambda: group.sentinels[0].client().sentinel_master(MASTER).get("num-slaves", 0) >= 1,
-        30,
-        what="the sentinel to see the replica",
-    )
+        options: dict[str, Any] = {}
+        if certs is not None:
+            config = [line for line in config if not line.startswith("port ")] + [
+                "port 0", f"tls-port {port}", *tls_lines,
+                f"tls-cert-file {certs.cert('server')}", f"tls-key-file {certs.key('server')}",
+                f"tls-ca-cert-file {certs.ca}", "tls-auth-clients yes",
+                # What the sentinel presents when it connects to the servers and its peers.
+                f"tls-client-cert-file {certs.cert('client')}",
+                f"tls-client-key-file {certs.key('client')}",
+            ]  # fmt: skip
+            options = primary.client_options
+        group.sentinels.append(RedisProc(sentinel_bin, d, port, config, options).start())
+
+    def watching() -> bool:
+        for s in group.sentinels:
+            master = s.client().sentinel_master(MASTER)
+            if master.get("num-slaves", 0) < 1 or master.get("num-other-sentinels", 0) < (
+                n_sentinels - 1
+            ):
+                return False
+        return True
+
+    wait_for(watching, 60, what="every sentinel to see the replica and the other sentinels")
     return group

@@ -36,8 +36,9 @@ class SlotGate:
     def admit(self, run_id: str, queue: str, worker: str) -> bool:
         """Take the slot of the run's key; False if the run was deferred instead.
 
-        A deferred run waits in its key's list, and the worker goes straight on to the
-        next job: a full key never holds a worker.
+        A deferred run waits in its key's list, with the key's other runs from the head
+        of the same queue, and the worker goes straight on to the next job: a full key
+        never holds a worker, and a burst of it costs one dequeue, not one per run.
         """
         try:
             self.held = fairness.admit(self.store, run_id, self.settings)
@@ -49,7 +50,15 @@ class SlotGate:
             self.held = fairness.Admission(True)
         if not self.held.run:
             fairness.defer(self.rq_conn, run_id, queue)
-            log.info("deferred: its key is full", extra={"run": run_id, "worker": worker})
+            # The rest of the key's queued burst goes to its list now, in one script, so
+            # another key's run behind the burst is the next dequeue, not the 200th.
+            moved = fairness.defer_backlog(
+                self.store, self.rq_conn, self.held.tenant, queue, self.settings
+            )
+            log.info(
+                "deferred: its key is full",
+                extra={"run": run_id, "worker": worker, "backlog": moved},
+            )
         return self.held.run
 
     def after(self, run_id: str) -> None:

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
 
 import redis
+from rq import Queue
 
 from runner import fairness, purge, queueing, sessions
 from runner.events import Status
@@ -27,6 +30,7 @@ from runner.workspace.retention import sweep_blob_store
 log = logging.getLogger("runner.sweeper")
 REPORTED_MAX = 1000
 _reported: set[str] = set()  # damaged runs already logged by this process
+_SCRIPTS: dict[str, Any] = {}  # malformed.lua and lost.lua, registered on first use
 
 
 @dataclass
@@ -53,13 +57,16 @@ def sweep(store: RunStore, rq_conn: redis.Redis, settings: Settings) -> SweepRep
 
 
 def drop_malformed(store: RunStore) -> int:
-    """Remove entries that are not run ids from the shared indexes; returns how many."""
+    """Remove entries that are not run ids from the shared indexes; returns how many.
+
+    A read-only script finds them (malformed.lua), so only the bad entries, normally
+    none, come back to Python."""
     k = store.keys
+    found = _script("malformed", _MALFORMED_NAMES, store.redis)(
+        keys=[k.active, k.queued, k.runs], client=store.redis
+    )
+    members = dict(zip((k.active, k.queued, k.runs), found, strict=True))
     pipe = store.redis.pipeline(transaction=False)
-    pipe.smembers(k.active)
-    pipe.smembers(k.queued)
-    pipe.zrange(k.runs, 0, -1)
-    members = dict(zip((k.active, k.queued, k.runs), pipe.execute(), strict=True))
     dropped = 0
     for key, entries in members.items():
         bad = [e for e in entries if not is_run_id(e)]
@@ -77,6 +84,28 @@ def drop_malformed(store: RunStore) -> int:
     if dropped:
         pipe.execute()
     return dropped
+
+
+def _lua_id_pattern() -> str:
+    """keys.RUN_ID_PATTERN as a Lua pattern (Lua has no {n} counts: the classes repeat)."""
+    return "^r" + "[0-9a-v]" * 10 + "[0-9a-f]" * 8 + "$"
+
+
+_MALFORMED_NAMES = (
+    "local M = {active = KEYS[1], queued = KEYS[2], runs = KEYS[3]}\n"
+    f"local ID = '{_lua_id_pattern()}'"
+)
+_LOST_NAMES = "local L = {queued = KEYS[1], deferred = KEYS[2], queues = {unpack(KEYS, 3)}}"
+
+
+def _script(name: str, header: str, client: redis.Redis) -> Any:
+    """A read-only sweep script of runner/lua, registered once per process (it is called
+    with whichever client the sweep has)."""
+    script = _SCRIPTS.get(name)
+    if script is None:
+        body = (resources.files("runner") / "lua" / f"{name}.lua").read_text()
+        script = _SCRIPTS[name] = client.register_script(f"{header}\n{body}")
+    return script
 
 
 def _prune_index(store: RunStore, settings: Settings) -> None:
@@ -127,17 +156,19 @@ def _damaged(problem: str, run_id: str) -> None:
 def _lost_queued(
     store: RunStore, rq_conn: redis.Redis, settings: Settings, report: SweepReport
 ) -> None:
-    queued = store.queued_ids()
-    if not queued:
+    # Only the queued runs that neither wait in a key's list nor sit in an RQ queue are
+    # read (one server-side script finds them), so a sweep costs the same however many
+    # runs wait: normally a few just-popped runs and session turns.
+    candidates = lost_candidates(store, rq_conn)
+    if not candidates:
         return
     now_ms = _server_ms(store.redis)
-    held = fairness.held_ids(store)  # waiting for a slot of their key, or holding one
     # A run popped by a worker is "not in its queue" for the instant before the claim;
     # waiting one lease length before re-pushing keeps that instant out of it.
     grace_ms = settings.lease_seconds * 1000
-    waiting: dict[str, set[str]] = {}  # each queue read once a sweep, however long it is
-    held |= sessions.still_held(store, queued)  # session turns waiting for the one before
-    for record in store.get_many(queued):
+    held = fairness.held_among(store, candidates)  # deferred, or holding a slot
+    held |= sessions.still_held(store, candidates)  # session turns waiting for the one before
+    for record in store.get_many(candidates):
         if record.damaged:
             _damaged(record.damaged, record.id)
             continue
@@ -145,12 +176,18 @@ def _lost_queued(
             continue
         if record.id in held:
             continue
-        if record.queue not in waiting:
-            waiting[record.queue] = queueing.queued_ids(rq_conn, record.queue)
-        if record.id not in waiting[record.queue]:
+        if not queueing.in_queue(rq_conn, record.id, record.queue):
             queueing.push_front(rq_conn, record.id, record.queue, settings.retention_seconds)
             report.repushed.append(record.id)
             log.warning("queued run was in no queue; pushed again", extra={"run": record.id})
+
+
+def lost_candidates(store: RunStore, rq_conn: redis.Redis) -> list[str]:
+    """Queued runs (by the index) that are in no key's waiting list and no RQ queue."""
+    queues = sorted(q.decode() for q in rq_conn.smembers(Queue.redis_queues_keys))  # type: ignore[union-attr]
+    keys = [store.keys.queued, store.keys.deferred, *queues]
+    ids = _script("lost", _LOST_NAMES, store.redis)(keys=keys, client=store.redis)
+    return [i for i in ids if is_run_id(i)]
 
 
 def _server_ms(client: redis.Redis) -> int:

@@ -373,6 +373,11 @@ def _work(queues: list[str], name: str | None, burst: bool, settings: Settings) 
     store = RunStore(connect(settings, url=url), Keys(settings.prefix), settings.retention_seconds)
     rq_conn = connect(settings, url=url, decode=False)
     refuse_unsafe_server(store.redis)
+    from runner import replication
+
+    refused = replication.refusal(settings, store.redis)  # RUNNER_COMMIT_AOF (issue 17)
+    if refused:
+        raise UnsafeServer(refused)
     queues = fairness.listen_order(queues)  # Q:high, Q, Q:low (submit --priority)
     worker = RunnerWorker(
         [Queue(q, connection=rq_conn) for q in queues],

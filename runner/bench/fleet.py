@@ -5,7 +5,9 @@
   pipelined benchmark loop. The ratio is how much of what the server can do a fleet
   gets (client round trips and Python are the rest).
 - Sweep: one sweep with QUEUED queued and RUNNING running runs (leases alive, so it
-  changes nothing) ÷ one read of those indexes and the queue (what any sweep must read).
+  changes nothing) ÷ one read of those indexes and the queue (what any sweep must read);
+  then the same sweep with as many runs again deferred in a full key's waiting list ÷
+  the sweep without them (1.0: a sweep costs the same however many runs wait).
 - WAIT: a commit followed by ``WAIT 1`` ÷ a plain commit, on the same connection; only
   when the server has a replica (otherwise the figure is left out, with a note).
 """
@@ -16,6 +18,7 @@ import json
 import subprocess
 import sys
 import time
+from typing import Any
 
 from rq import Queue
 
@@ -35,7 +38,7 @@ PIPELINE = 50
 
 def fleet(b: Bench) -> list[Figure]:
     """The fleet figure, the sweeper's cost and (with a replica) WAIT's."""
-    figures = [_fleet(b), _sweep(b)]
+    figures = [_fleet(b), *_sweep(b)]
     waited = _wait_cost(b)
     if waited is not None:
         figures.append(waited)
@@ -117,13 +120,38 @@ def _ceiling(b: Bench, seconds: float) -> float:
     return rate
 
 
-def _sweep(b: Bench) -> Figure:
-    from workers.sweeper import sweep
-
+def _sweep(b: Bench) -> list[Figure]:
     queued, running = b.plan.sweep_queued, b.plan.sweep_running
     queue = b.name("sweep")
     ids = _populate(b, queue, queued, running)
-    settings = b.settings.model_copy(update={"lease_seconds": 3600.0})
+    settings = b.settings.model_copy(update={"lease_seconds": 3600.0, "key_concurrency": 2})
+    times, floors = _time_sweeps(b, settings, queue, ids)
+    base = Figure(
+        name=f"one sweep, {queued} queued + {running} running runs",
+        unit="s",
+        value=Spread.of(times),
+        floor_name="read the active and queued indexes and the queue",
+        floor=Spread.of(floors),
+    )
+    ids |= _populate_deferred(b, queue, queued, running)
+    deferred, _ = _time_sweeps(b, settings, queue, ids)
+    return [
+        base,
+        Figure(
+            name=f"one sweep, the same + {queued} deferred in a full key's list",
+            unit="s",
+            value=Spread.of(deferred),
+            floor_name="the sweep without them",
+            floor=Spread.of(times),
+        ),
+    ]
+
+
+def _time_sweeps(
+    b: Bench, settings: Any, queue: str, ids: set[str]
+) -> tuple[list[float], list[float]]:
+    from workers.sweeper import sweep
+
     sweep(b.store, b.rq, settings)  # untimed: whatever earlier sections left behind
     times, floors = [], []
     for _ in range(b.plan.sweep_rounds):
@@ -139,13 +167,32 @@ def _sweep(b: Bench) -> Figure:
         pipe.lrange(Queue(queue, connection=b.rq).key, 0, -1)
         pipe.execute()
         floors.append(time.perf_counter() - t0)
-    return Figure(
-        name=f"one sweep, {queued} queued + {running} running runs",
-        unit="s",
-        value=Spread.of(times),
-        floor_name="read the active and queued indexes and the queue",
-        floor=Spread.of(floors),
-    )
+    return times, floors
+
+
+def _populate_deferred(b: Bench, queue: str, deferred: int, running: int) -> set[str]:
+    """Queued runs of one key, deferred in its waiting list (as workers leave them when
+    the key's two slots are held: here by two live claimed runs of the key)."""
+    tenant = "bench-tenant"
+    k = b.keys
+    first: list[Event] = [StatusEvent(status=Status.QUEUED, reason="submitted")]
+    fields = {"queue": queue, "model": "scripted", "title": "bench", "key": tenant}
+    ids = [new_run_id() for _ in range(deferred)]
+    b.job_ids.update(ids)
+    for i in range(0, len(ids), 500):
+        batch = ids[i : i + 500]
+        for run_id in batch:
+            b.store.create(run_id, fields, first)
+        pipe = b.redis.pipeline(transaction=False)
+        pipe.rpush(k.tenant_waiting(tenant), *batch)
+        pipe.sadd(k.deferred, *batch)
+        pipe.execute()
+    holders = [b.running_run()[0] for _ in range(2)]
+    seconds, _ = b.redis.time()
+    expiry = (int(seconds) + 3600) * 1000
+    b.redis.hset(k.tenant_slots(tenant), mapping={h: f"1 {expiry}" for h in holders})
+    b.redis.sadd(k.tenants, tenant)
+    return set(ids)
 
 
 def _populate(b: Bench, queue: str, queued: int, running: int) -> set[str]:

