@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.helpers import wait_for
+from tests.helpers import debian_package, wait_for
 
 PACKAGES = {"redis-server": "redis-server", "redis-sentinel": "redis-sentinel"}
 MASTER = "runnermaster"
@@ -28,17 +28,10 @@ MASTER = "runnermaster"
 
 def need(binary: str) -> str:
     """The path of ``binary`` (installing its Debian package as root), or skip the test."""
+    why = debian_package(PACKAGES[binary], lambda: shutil.which(binary) is not None)
     path = shutil.which(binary)
-    if path is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", PACKAGES[binary], "redis-tools"],
-            capture_output=True,
-            check=False,
-            timeout=600,
-        )
-        path = shutil.which(binary)
-    if path is None:
-        pytest.skip(f"{binary} is not installed (apt-get install {PACKAGES[binary]}; needs root)")
+    if why or path is None:
+        pytest.skip(f"{binary}: {why}")
     return path
 
 
