@@ -9,27 +9,27 @@
 - ``ops``: worker, sweep, dev, demo, bench
 - ``serve``: serve (the HTTP API), token create|revoke
 - ``admin``: doctor, server status|stop
-- ``render``: human views of events and runs; ``following``: following a run
+- ``render``: human views of events and runs (``text``: its plain-string parts, ``plain``:
+  the piped view); ``following``: following a run
 
 Commands fetch through the client and print through ``render``; none of them touches
-Redis or RQ itself. Importing this package registers every command on ``cli``.
+Redis or RQ itself. A command's module is imported when the command runs
+(``group.COMMANDS``), so ``runner follow`` loads neither RQ nor the other commands;
+``load_all()`` registers every command on ``cli``.
 """
 
 from __future__ import annotations
 
-from runner.cli import admin, ops, parking, runs, serve, sessions, steer, workspace
-from runner.cli.group import cli, guarded, main
+import importlib
+from types import ModuleType
 
-__all__ = [
-    "admin",
-    "cli",
-    "guarded",
-    "main",
-    "ops",
-    "parking",
-    "runs",
-    "serve",
-    "sessions",
-    "steer",
-    "workspace",
-]
+from runner.cli.group import MODULES, cli, guarded, load_all, main
+
+__all__ = ["cli", "guarded", "load_all", "main"]
+
+
+def __getattr__(name: str) -> ModuleType:
+    # ``runner.cli.runs`` and the other command modules, imported when first named.
+    if name in MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

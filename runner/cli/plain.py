@@ -1,6 +1,7 @@
 """The human view for a pipe: the lines ``render`` draws, built as plain strings.
 
-Piped, rich draws no styles, so the log is exactly the text of ``render.event_text``;
+Piped, rich draws no styles, so the log is exactly the text of ``render.event_text``
+(built from the strings of ``text``, which this module uses without importing rich);
 but building and printing rich ``Text`` costs far more than reading the stream
 (issue 12: reattaching to a long run must cost about what reading it does). The
 common event types are written here as strings, line for line the same as rich
@@ -14,8 +15,8 @@ import io
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-from runner.cli import render
-from runner.cli.render import visible
+from runner.cli import text
+from runner.cli.text import visible
 from runner.events import Event, MessageEvent, StatusEvent, UsageEvent
 
 
@@ -27,17 +28,17 @@ def _status(ev: StatusEvent) -> str:
 
 def _message(ev: MessageEvent, stamp: str) -> str:
     if ev.role == "tool":
-        return f"tool {visible(ev.name or '')} →\n{render.trim(visible(ev.content))}"
+        return f"tool {visible(ev.name or '')} →\n{text.trim(visible(ev.content))}"
     lines = []
     if ev.content or not ev.tool_calls:
         lines.append(f"{ev.role}: {visible(ev.content)}")
     for call in ev.tool_calls or []:
-        lines.append(f"{ev.role} → {visible(render.call_summary(call.name, call.arguments))}")
+        lines.append(f"{ev.role} → {visible(text.call_summary(call.name, call.arguments))}")
     return f"\n{stamp}".join(lines)
 
 
 def _usage(ev: UsageEvent) -> str:
-    return f"usage: {render.usage_words(ev)}"
+    return f"usage: {text.usage_words(ev)}"
 
 
 _PLAIN: dict[str, Callable[[Any, str], str]] = {
@@ -49,7 +50,7 @@ _PLAIN: dict[str, Callable[[Any, str], str]] = {
 
 def event_line(ev: Event) -> str:
     """One event as the pipe shows it (one or more lines, no trailing newline)."""
-    stamp = f"{render.stamp_time(ev.ts)} "
+    stamp = f"{text.stamp_time(ev.ts)} "
     plain = _PLAIN.get(ev.type)
     if plain is not None:
         line = stamp + plain(ev, stamp)
@@ -59,8 +60,10 @@ def event_line(ev: Event) -> str:
 
 
 def _through_rich(ev: Event) -> str:
+    from runner.cli import render as rich_render  # only for the rare events drawn by rich
+
     buffer = io.StringIO()
-    render.events(render.plain_console(buffer), [ev])
+    rich_render.events(rich_render.plain_console(buffer), [ev])
     return buffer.getvalue().removesuffix("\n")
 
 
@@ -69,8 +72,8 @@ def events(out: IO[str], batch: Sequence[Event]) -> None:
     lines: list[str] = []
     previous: Event | None = None
     for ev in batch:
-        if isinstance(ev, UsageEvent) and render.is_answer(previous):
-            lines[-1] += f"  ({render.usage_words(ev)})"
+        if isinstance(ev, UsageEvent) and text.is_answer(previous):
+            lines[-1] += f"  ({text.usage_words(ev)})"
         else:
             lines.append(event_line(ev))
         previous = ev
