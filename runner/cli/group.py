@@ -6,6 +6,7 @@ exit code of its RunnerError class (runner/errors.py); never a traceback.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 from collections.abc import Callable
@@ -115,9 +116,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             wrapped = translate(exc)
             fail(wrapped, wrapped.exit_code)
 
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
+    return functools.wraps(fn)(wrapper)  # the command's name, help and module
 
 
 def settings() -> Settings:
