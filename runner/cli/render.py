@@ -21,6 +21,8 @@ from rich.text import Text
 # The plain-string helpers, re-exported: callers and tests use them as render.NAME.
 from runner.cli.text import (
     ARG_CHARS,
+    ROLE_STYLE,
+    STATUS_STYLE,
     TOOL_OUTPUT_CHARS,
     TOOL_OUTPUT_HEAD,
     TOOL_OUTPUT_LINES,
@@ -43,16 +45,6 @@ from runner.events import (
 )
 from runner.store import RunRecord
 
-ROLE_STYLE = {"user": "bold blue", "assistant": "bold green", "system": "dim", "tool": "magenta"}
-STATUS_STYLE = {
-    Status.QUEUED: "yellow",
-    Status.RUNNING: "cyan",
-    Status.WAITING: "magenta",
-    Status.SUSPENDED: "red",
-    Status.SUCCEEDED: "green",
-    Status.FAILED: "red",
-    Status.CANCELLED: "yellow",
-}
 DAMAGED = "DAMAGED"
 
 __all__ = [

@@ -11,13 +11,23 @@ import json
 import re
 from typing import Any
 
-from runner.events import CompactionEvent, Event, MessageEvent, UsageEvent
+from runner.events import CompactionEvent, Event, MessageEvent, Status, UsageEvent
 
 TOOL_OUTPUT_LINES = 12
 TOOL_OUTPUT_HEAD = 8  # a longer output shows its first and last lines, with a count
 TOOL_OUTPUT_TAIL = 3
 TOOL_OUTPUT_CHARS = 1200
 ARG_CHARS = 120  # a tool call's shown arguments
+ROLE_STYLE = {"user": "bold blue", "assistant": "bold green", "system": "dim", "tool": "magenta"}
+STATUS_STYLE = {
+    Status.QUEUED: "yellow",
+    Status.RUNNING: "cyan",
+    Status.WAITING: "magenta",
+    Status.SUSPENDED: "red",
+    Status.SUCCEEDED: "green",
+    Status.FAILED: "red",
+    Status.CANCELLED: "yellow",
+}
 
 # C0 controls but newline and tab, DEL, C1 controls (0x9b is a CSI on some terminals),
 # lone surrogates, and the bidirectional overrides that reorder what is shown.
