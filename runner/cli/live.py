@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from runner.cli import render
+from runner.cli import plain, render
 from runner.events import DeltaEvent
 
 LIVE_LINES = 8  # the streamed answer's last lines shown; the committed message has all
@@ -42,7 +42,13 @@ class LiveView:
                 # Erase first: printing above a Live redraws its current (stale) drawing.
                 self.live.update(Text(""), refresh=True)
                 target = self.live.console
-            render.events(target, committed)
+                render.events(target, committed)
+            elif plain.paints(target):
+                # Nothing drawn in place: write rich's bytes without rich's cost (a replay).
+                plain.events(target.file, committed, target)
+                target.file.flush()
+            else:
+                render.events(target, committed)
         deltas = [ev for ev in batch if isinstance(ev, DeltaEvent)]
         for delta in deltas:
             self._apply(delta)
