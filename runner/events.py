@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -175,7 +176,12 @@ def encode(event: Event) -> tuple[str, str]:
 
 def ts_of(stream_id: str) -> str:
     """ISO 8601 UTC time of a stream id (its millisecond part is the server's clock)."""
-    ms = int(stream_id.split("-", 1)[0])
+    return _iso(int(stream_id.split("-", 1)[0]))
+
+
+@lru_cache(maxsize=1024)
+def _iso(ms: int) -> str:
+    # Cached: the events of one step share their millisecond, and a replay decodes many.
     when = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

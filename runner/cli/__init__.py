@@ -21,9 +21,44 @@ Redis or RQ itself. A command's module is imported when the command runs
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import sys
+from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
 from types import ModuleType
 
-from runner.cli.group import MODULES, cli, guarded, load_all, main
+
+class _NoRedisMetrics(importlib.abc.MetaPathFinder):
+    """Refuses ``opentelemetry.sdk.metrics`` while redis-py is imported.
+
+    redis-py 8 imports the OpenTelemetry metrics SDK whenever it is installed (about
+    40 ms, issue 12), for metrics of its own that runner never turns on; told it is
+    missing, redis-py goes without. Only the CLI's process, only during that import:
+    tracing (runner/tracing.py) imports the trace SDK and is untouched.
+    """
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname == "opentelemetry.sdk.metrics":
+            raise ImportError("not while redis-py is imported (runner.cli)", name=fullname)
+        return None
+
+
+def _import_redis() -> None:
+    if "redis" in sys.modules or "opentelemetry.sdk.metrics" in sys.modules:
+        return
+    finder = _NoRedisMetrics()
+    sys.meta_path.insert(0, finder)
+    try:
+        import redis  # noqa: F401
+    finally:
+        sys.meta_path.remove(finder)
+
+
+_import_redis()
+
+from runner.cli.group import MODULES, cli, guarded, load_all, main  # noqa: E402
 
 __all__ = ["cli", "guarded", "load_all", "main"]
 

@@ -57,6 +57,16 @@ def test_follow_loads_neither_rq_nor_rich_nor_other_commands() -> None:
     assert heavy == set()
     others = {f"runner.cli.{m}" for m in group.MODULES} - {"runner.cli.runs", "runner.cli.parking"}
     assert loaded & others == set()
+    # redis-py's own OpenTelemetry metrics, which runner never turns on, are left out.
+    assert "redis" in loaded and "opentelemetry.sdk.metrics" not in loaded
+
+
+def test_the_metrics_sdk_still_imports_after_the_cli() -> None:
+    code = "import runner.cli, opentelemetry.sdk.metrics, runner.tracing; print('ok')"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "ok"
 
 
 def test_help_still_lists_every_command() -> None:
