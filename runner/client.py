@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from runner import budgets, parking, prompts, queueing, sessions
+from runner import budgets, prompts
 from runner.budgets import Adds
 from runner.checks import check_queue, check_session, check_text, check_window, decode_text
 from runner.errors import BadInput, WrongState
@@ -22,19 +23,20 @@ from runner.events import (
     Status,
     StatusEvent,
 )
-from runner.fairness import priority_queue
 from runner.keys import check_run_id, check_tenant, new_run_id
 from runner.prompts import DEFAULT_SYSTEM
 from runner.providers import check_model_spec
 from runner.reader import STREAM_ID, RunReader, _boundary
 from runner.settings import Settings, load_settings
 from runner.store import RunRecord
-from runner.workspace import access
-from runner.workspace.access import UploadProgress
-from runner.workspace.blobs import Blobs, open_blobs
-from runner.workspace.manifest import Manifest
-from runner.workspace.manifest import from_hash as manifest_from_hash
-from runner.workspace.tree import Written
+
+# Reading a run (follow, status) needs none of these, and they cost a reader more than
+# the read itself (RQ alone is about 100 ms): each is imported by the method that uses it.
+if TYPE_CHECKING:
+    from runner.workspace.access import UploadProgress
+    from runner.workspace.blobs import Blobs
+    from runner.workspace.manifest import Manifest
+    from runner.workspace.tree import Written
 
 __all__ = [
     "STREAM_ID",
@@ -104,6 +106,9 @@ class Client(RunReader):
         With ``sub.workspace``, the directory is stored first (``progress`` is told as
         it goes) and becomes the run's starting workspace.
         """
+        from runner import queueing, sessions
+        from runner.workspace import access
+
         fields = self.check(sub)
         run_id = new_run_id()
         first: list[Event] = [StatusEvent(status=Status.QUEUED, reason="submitted")]
@@ -135,6 +140,8 @@ class Client(RunReader):
 
     def check(self, sub: Submission) -> dict[str, str]:
         """The record fields of a valid submission; BadInput naming what is wrong."""
+        from runner.fairness import priority_queue
+
         cfg = self.settings
         check_text(sub.prompt, "the prompt", cfg.max_prompt_bytes)
         model = cfg.model if sub.model is None else sub.model
@@ -192,33 +199,45 @@ class Client(RunReader):
     @_boundary
     def transcript(self, run_id: str) -> list[MessageEvent]:
         """The run's messages in order (``events.to_openai`` makes them OpenAI chat)."""
+        from runner import sessions
+
         return sessions.conversation(self.store, run_id)  # earlier turns first
 
     @_boundary
     def workers_serving(self, queue: str) -> int:
         """How many workers listen on ``queue``."""
+        from runner import queueing
+
         return queueing.workers_serving(self.rq, check_queue(queue))
 
     # -- workspace --------------------------------------------------------------------
 
     def _blobs(self, run_id: str, ttl_ms: int = 0) -> Blobs:
+        from runner.workspace.blobs import open_blobs
+
         return open_blobs(self.settings.workspace_store, self.redis, self.keys, run_id, ttl_ms)
 
     @_boundary
     def workspace(self, run_id: str) -> Manifest:
         """The run's last committed workspace manifest (path -> entry)."""
+        from runner.workspace.manifest import from_hash
+
         self.get(run_id)
-        return manifest_from_hash(self.store.manifest(run_id))
+        return from_hash(self.store.manifest(run_id))
 
     @_boundary
     def diff(self, run_id: str) -> str:
         """The run's workspace changes against its start, as a unified diff."""
+        from runner.workspace import access
+
         self.get(run_id)
         return access.diff(self.store.events(run_id), self._blobs(run_id))
 
     @_boundary
     def pull(self, run_id: str, dest: str, force: bool = False) -> Written:
         """Write the run's last committed workspace to ``dest`` (empty unless ``force``)."""
+        from runner.workspace import access
+
         return access.pull(self.workspace(run_id), dest, self._blobs(run_id), force)
 
     # -- steer ------------------------------------------------------------------------
@@ -229,6 +248,8 @@ class Client(RunReader):
 
         BadInput if it has already ended.
         """
+        from runner import queueing, sessions
+
         record = self.get(run_id)
         before = self.store.cancel(run_id)
         if before is Status.QUEUED:
@@ -245,11 +266,15 @@ class Client(RunReader):
 
         Returns the status it had; WrongState if it is neither (or waits for an approval).
         """
+        from runner import parking
+
         return parking.unpark(self, run_id, "resume", adds=(adds or Adds()).checked())
 
     @_boundary
     def approve(self, run_id: str) -> Status:
         """Let a run waiting for an approval run its tool call; requeues it."""
+        from runner import parking
+
         return parking.unpark(self, run_id, "approve")
 
     @_boundary
@@ -257,6 +282,8 @@ class Client(RunReader):
         """Refuse a run's tool call: the model reads the denial as its result; requeues it."""
         if reason:
             check_text(reason, "the reason", self.settings.max_prompt_bytes)
+        from runner import parking
+
         return parking.unpark(self, run_id, "deny", reason)
 
     @_boundary

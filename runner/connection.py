@@ -5,6 +5,7 @@ translation of Redis and RQ errors into runner's own.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,7 +14,6 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
-from rq import exceptions as rq_errors
 
 from runner import sentinel
 from runner.errors import BadInput, RunnerError, ServerUnavailable
@@ -27,13 +27,35 @@ SOCKET_TIMEOUT = 15.0
 # connections and never answers fails here, in seconds, instead of once per retry of
 # every command at SOCKET_TIMEOUT.
 PROBE_SECONDS = 5.0
-RQ_ERRORS = (
-    rq_errors.NoSuchJobError,
-    rq_errors.InvalidJobOperation,
-    rq_errors.InvalidJobOperationError,
-    rq_errors.DeserializationError,
-    rq_errors.DuplicateJobError,
+_RQ_ERROR_NAMES = (
+    "NoSuchJobError",
+    "InvalidJobOperation",
+    "InvalidJobOperationError",
+    "DeserializationError",
+    "DuplicateJobError",
 )
+
+
+def rq_errors() -> tuple[type[Exception], ...]:
+    """The RQ errors runner translates; none while RQ is not loaded.
+
+    Importing rq costs a reader about 100 ms (it loads jobs, queues and workers), and a
+    process that never imported it cannot have met one of its errors: ``follow`` and
+    ``status`` leave it out (issue 12, reattach as fast as the data).
+    """
+    module = sys.modules.get("rq.exceptions")
+    if module is None:
+        return ()
+    return tuple(getattr(module, name) for name in _RQ_ERROR_NAMES)
+
+
+def __getattr__(name: str) -> tuple[type[Exception], ...]:
+    # RQ_ERRORS, kept for importers: asking for it loads rq.
+    if name == "RQ_ERRORS":
+        import rq.exceptions  # noqa: F401
+
+        return rq_errors()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def redis_url(settings: Settings) -> str:
@@ -149,7 +171,7 @@ def translate(exc: BaseException) -> RunnerError:
         return exc
     if isinstance(exc, RETRYABLE):
         return ServerUnavailable(f"lost the Redis connection: {short(exc)}")
-    if isinstance(exc, RQ_ERRORS):
+    if isinstance(exc, rq_errors()):
         return RunnerError(f"RQ error: {type(exc).__name__}: {exc}")
     return RunnerError(f"Redis error: {exc}")
 
@@ -159,8 +181,15 @@ def server_errors() -> Iterator[None]:
     """Raise Redis and RQ errors from the block as runner's own (``raise ... from exc``)."""
     try:
         yield
-    except (redis.RedisError, *RQ_ERRORS) as exc:
+    except Exception as exc:
+        if not is_server_error(exc):
+            raise
         raise translate(exc) from exc
+
+
+def is_server_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Redis or RQ error (what :func:`translate` makes runner's own)."""
+    return isinstance(exc, (redis.RedisError, rq_errors()))
 
 
 def short(exc: BaseException) -> str:

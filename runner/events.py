@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from runner.errors import CorruptEvent
 
@@ -174,7 +176,12 @@ def encode(event: Event) -> tuple[str, str]:
 
 def ts_of(stream_id: str) -> str:
     """ISO 8601 UTC time of a stream id (its millisecond part is the server's clock)."""
-    ms = int(stream_id.split("-", 1)[0])
+    return _iso(int(stream_id.split("-", 1)[0]))
+
+
+@lru_cache(maxsize=1024)
+def _iso(ms: int) -> str:
+    # Cached: the events of one step share their millisecond, and a replay decodes many.
     when = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -217,10 +224,43 @@ def decode_delta(run_id: str, stream_id: str, fields: dict[str, str]) -> DeltaEv
 
 
 def to_json(event: Event | DeltaEvent) -> str:
-    """One line of ``follow --json``."""
+    """One line of ``follow --json``: compact, UTF-8, no null fields.
+
+    pydantic writes the same bytes as ``json.dumps`` of the dump, three times faster
+    (10,000 events of a replay, issue 12), except for floats (``1e-06`` against
+    ``0.000001``) and lone surrogates: events with either take the ``json.dumps`` path.
+    tests/unit/test_to_json.py holds the two side by side.
+    """
+    if not _has_float(event):
+        try:
+            return event.model_dump_json(exclude_none=True)
+        except PydanticSerializationError:
+            pass  # a lone surrogate, which json.dumps writes as it is
+    return _dumps(event)
+
+
+def _dumps(event: Event | DeltaEvent) -> str:
     return json.dumps(
         event.model_dump(mode="json", exclude_none=True), separators=(",", ":"), ensure_ascii=False
     )
+
+
+def _has_float(event: Event | DeltaEvent) -> bool:
+    if isinstance(event, UsageEvent):
+        return event.cost is not None
+    if isinstance(event, MessageEvent) and event.tool_calls:
+        return any(_holds_float(call.arguments) for call in event.tool_calls)
+    return False  # the other types have no float fields
+
+
+def _holds_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_float(v) for v in value)
+    return False
 
 
 def to_openai(event: MessageEvent) -> dict[str, Any]:

@@ -6,25 +6,84 @@ exit code of its RunnerError class (runner/errors.py); never a traceback.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from functools import cache
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-import redis
-from rich.console import Console
 
 from runner.checks import check_queue
-from runner.cli.following import EXIT_DETACHED
-from runner.cli.render import visible
+from runner.cli.text import visible
 from runner.client import Client, open_client
-from runner.connection import RQ_ERRORS, translate
+from runner.connection import is_server_error, translate
 from runner.errors import BadInput, RunnerError
 from runner.keys import check_run_id
 from runner.settings import Settings, load_settings
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+EXIT_DETACHED = 130  # Ctrl-C or SIGHUP: the run goes on without us
+
+# Which module defines each command: ``runner CMD`` imports only CMD's module, so a
+# command pays for what it uses and nothing else (``follow`` reads a run without RQ,
+# rich or the other commands; issue 12). tests/unit/test_cli_lazy.py checks the table.
+COMMANDS = {
+    "approve": "parking",
+    "bench": "ops",
+    "cancel": "steer",
+    "demo": "ops",
+    "deny": "parking",
+    "dev": "ops",
+    "diff": "workspace",
+    "doctor": "admin",
+    "follow": "runs",
+    "fork": "sessions",
+    "list": "runs",
+    "pull": "workspace",
+    "purge": "sessions",
+    "resume": "parking",
+    "send": "steer",
+    "serve": "serve",
+    "server": "admin",
+    "session": "sessions",
+    "sessions": "sessions",
+    "status": "runs",
+    "submit": "runs",
+    "sweep": "ops",
+    "token": "serve",
+    "transcript": "runs",
+    "worker": "ops",
+}
+MODULES = tuple(sorted(set(COMMANDS.values())))
+
+
+@cache
+def stdout() -> Console:
+    """The console for what commands print (rich is imported on first use)."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+@cache
+def stderr() -> Console:
+    """The console for notes and progress on stderr."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def __getattr__(name: str) -> Console:
+    # ``out`` and ``err``, made when a command module first imports them.
+    if name == "out":
+        return stdout()
+    if name == "err":
+        return stderr()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def say_error(message: str) -> None:
@@ -51,13 +110,13 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except RunnerError as exc:
             fail(exc, exc.exit_code)
-        except (redis.RedisError, *RQ_ERRORS) as exc:
+        except Exception as exc:
+            if not is_server_error(exc):
+                raise
             wrapped = translate(exc)
             fail(wrapped, wrapped.exit_code)
 
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
+    return functools.wraps(fn)(wrapper)  # the command's name, help and module
 
 
 def settings() -> Settings:
@@ -84,7 +143,27 @@ def queues_arg(_: click.Context, __: click.Parameter, value: tuple[str, ...]) ->
         fail(exc, exc.exit_code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose commands are imported when asked for (see ``COMMANDS``)."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if cmd_name not in self.commands and module is not None:
+            importlib.import_module(f"runner.cli.{module}")
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        load_all()
+        return super().list_commands(ctx)
+
+
+def load_all() -> None:
+    """Import every command module (``--help`` lists them all)."""
+    for module in MODULES:
+        importlib.import_module(f"runner.cli.{module}")
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="runner")
 def cli() -> None:
     """Durable autonomous agent turns on Redis + RQ.

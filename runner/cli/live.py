@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from runner.cli import render
+from runner.cli import plain
+from runner.cli.text import visible
 from runner.events import DeltaEvent
 
 LIVE_LINES = 8  # the streamed answer's last lines shown; the committed message has all
@@ -42,7 +43,13 @@ class LiveView:
                 # Erase first: printing above a Live redraws its current (stale) drawing.
                 self.live.update(Text(""), refresh=True)
                 target = self.live.console
-            render.events(target, committed)
+                _rich_events(target, committed)
+            elif plain.paints(target):
+                # Nothing drawn in place: write rich's bytes without rich's cost (a replay).
+                plain.events(target.file, committed, target)
+                target.file.flush()
+            else:
+                _rich_events(target, committed)
         deltas = [ev for ev in batch if isinstance(ev, DeltaEvent)]
         for delta in deltas:
             self._apply(delta)
@@ -93,17 +100,21 @@ class LiveView:
         parts: list[Text] = []
         if self.text:
             # The tail that fits in about LIVE_LINES rows: one long line wraps to many.
-            tail = render.visible(self.text)[-LIVE_LINES * max(self.console.width, 20) :]
+            tail = visible(self.text)[-LIVE_LINES * max(self.console.width, 20) :]
             lines = tail.splitlines()[-LIVE_LINES:]
             parts.append(Text.assemble(("assistant", "bold green"), " … ", "\n".join(lines)))
         for name, args in self.args.values():
-            cut = render.visible(args)[-ARGS_CHARS:]
-            parts.append(
-                Text.assemble(("calls ", "dim"), (render.visible(name), "magenta"), f" {cut}")
-            )
+            cut = visible(args)[-ARGS_CHARS:]
+            parts.append(Text.assemble(("calls ", "dim"), (visible(name), "magenta"), f" {cut}"))
         if self.note:
-            parts.append(Text(render.visible(self.note), "dim italic"))
+            parts.append(Text(visible(self.note), "dim italic"))
         shown = Text("\n").join(parts)
         # Wrapped, even on the CLI's soft-wrapping console: a Live crops what it does not wrap.
         shown.no_wrap, shown.overflow = False, "fold"
         return shown
+
+
+def _rich_events(console: Console, committed: Sequence[Any]) -> None:
+    from runner.cli import render  # its tables and styles: a replay does without them
+
+    render.events(console, committed)

@@ -9,9 +9,9 @@ from collections.abc import Callable
 import click
 
 from runner.checks import decode_text
-from runner.cli import render
+from runner.cli import group
 from runner.cli.following import follow_run
-from runner.cli.group import cli, client, err, guarded, out, run_id_arg
+from runner.cli.group import cli, client, guarded, run_id_arg
 from runner.cli.parking import COUNT, Dollars, Duration
 from runner.client import Submission
 from runner.errors import BadInput
@@ -200,7 +200,7 @@ def submit(
         click.echo(f"note: {note}", err=True)
     click.echo(json.dumps({"id": run_id}) if as_json else run_id)
     if follow:
-        sys.exit(follow_run(runner, run_id, as_json, None, out, err))
+        sys.exit(follow_run(runner, run_id, as_json, None, group.stdout, group.stderr))
 
 
 @cli.command()
@@ -214,7 +214,7 @@ def follow(run_id: str, as_json: bool, tail: int | None) -> None:
     Ctrl-C or SIGHUP detaches; the run goes on. Exit codes: 0 succeeded, 1 failed (or
     damaged), 2 bad input, 3 cancelled, 4 suspended, 5 waiting, 130 detached.
     """
-    sys.exit(follow_run(client(), run_id, as_json, tail, out, err))
+    sys.exit(follow_run(client(), run_id, as_json, tail, group.stdout, group.stderr))
 
 
 @cli.command()
@@ -223,11 +223,13 @@ def follow(run_id: str, as_json: bool, tail: int | None) -> None:
 @guarded
 def status(run_id: str, as_json: bool) -> None:
     """Show a run's status."""
+    from runner.cli import render  # rich, which follow does without
+
     record = client().get(run_id)
     if as_json:
         click.echo(record.model_dump_json())
     else:
-        render.run(out, record)
+        render.run(group.stdout(), record)
 
 
 @cli.command(name="list")
@@ -242,14 +244,16 @@ def status(run_id: str, as_json: bool) -> None:
 @guarded
 def list_(status_: str | None, limit: int, as_json: bool) -> None:
     """List runs, most recently active first (a damaged run shows as DAMAGED)."""
+    from runner.cli import render  # rich, which follow does without
+
     records = client().runs(Status(status_) if status_ else None, limit)
     if as_json:
         for record in records:
             click.echo(record.model_dump_json())
     elif records:
-        render.runs(out, records)
+        render.runs(group.stdout(), records)
     else:
-        err.print("no runs")
+        group.stderr().print("no runs")
 
 
 @cli.command()
@@ -258,8 +262,10 @@ def list_(status_: str | None, limit: int, as_json: bool) -> None:
 @guarded
 def transcript(run_id: str, as_json: bool) -> None:
     """Print a run's transcript (its messages in order)."""
+    from runner.cli import render  # rich, which follow does without
+
     messages = client().transcript(run_id)
     if as_json:
         click.echo(json.dumps([to_openai(m) for m in messages], ensure_ascii=False, indent=2))
     else:
-        render.events(out, messages)
+        render.events(group.stdout(), messages)

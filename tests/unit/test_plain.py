@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
+from rich.console import Console
 
 from runner.cli import plain, render
 from runner.events import (
@@ -63,3 +65,35 @@ def test_plain_lines_are_the_lines_rich_prints_to_a_pipe(split: int) -> None:
         theirs.write(_rich(events[i : i + split]))
     assert ours.getvalue() == theirs.getvalue()
     assert "\\x1b]52" in ours.getvalue() and "\x1b" not in ours.getvalue()
+
+
+def _terminal(buffer: io.StringIO, system: str, **options: Any) -> Console:
+    return Console(
+        file=buffer,
+        force_terminal=True,
+        color_system=system,  # type: ignore[arg-type]
+        width=100,
+        highlight=False,
+        soft_wrap=True,
+        **options,
+    )
+
+
+@pytest.mark.parametrize("system", ["standard", "256", "truecolor"])
+@pytest.mark.parametrize("split", [len(EVENTS), 1, 4])
+def test_painted_lines_are_the_bytes_rich_prints_to_a_terminal(system: str, split: int) -> None:
+    events = [_e(ev, i) for i, ev in enumerate(EVENTS)]
+    events.append(_e(MessageEvent(role="tool", name="t", content="a\n\nb\n"), 99))
+    ours, theirs = io.StringIO(), io.StringIO()
+    console = _terminal(io.StringIO(), system)
+    assert plain.paints(console)
+    for i in range(0, len(events), split):
+        plain.events(ours, events[i : i + split], console)
+        render.events(_terminal(theirs, system), events[i : i + split])
+    assert ours.getvalue() == theirs.getvalue()
+    assert "\x1b[1;32massistant\x1b[0m" in ours.getvalue()
+
+
+def test_no_colour_or_no_colour_system_is_left_to_rich() -> None:
+    assert not plain.paints(_terminal(io.StringIO(), "standard", no_color=True))
+    assert not plain.paints(Console(file=io.StringIO(), force_terminal=True, color_system=None))
