@@ -49,15 +49,6 @@ def rq_errors() -> tuple[type[Exception], ...]:
     return tuple(getattr(module, name) for name in _RQ_ERROR_NAMES)
 
 
-def __getattr__(name: str) -> tuple[type[Exception], ...]:
-    # RQ_ERRORS, kept for importers: asking for it loads rq.
-    if name == "RQ_ERRORS":
-        import rq.exceptions  # noqa: F401
-
-        return rq_errors()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def redis_url(settings: Settings) -> str:
     """The configured URL (RUNNER_REDIS_URL, or one built from RUNNER_SENTINELS), or the
     embedded server's (started if need be); with RUNNER_REDIS_CA/CERT/KEY as parameters.

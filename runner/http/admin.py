@@ -12,11 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-import redis
-
 from runner import forking, purge, session_admin
 from runner.client import Client
-from runner.connection import RQ_ERRORS, translate
+from runner.connection import server_errors
 from runner.errors import WrongState
 from runner.forking import Forked
 from runner.purge import Purged
@@ -61,10 +59,8 @@ class Local:
 
     @staticmethod
     def _redis(fn: Callable[[], T]) -> T:
-        try:
+        with server_errors():
             return fn()
-        except (redis.RedisError, *RQ_ERRORS) as exc:
-            raise translate(exc) from exc
 
     def send_or_continue(self, run_id: str, text: str) -> Sent:
         """A message to a live run; to an ended run, the first message of its next turn."""
