@@ -202,7 +202,7 @@ class Client(RunReader):
     # -- workspace --------------------------------------------------------------------
 
     def _blobs(self, run_id: str, ttl_ms: int = 0) -> Blobs:
-        return open_blobs(self.settings.workspace_store, self.redis, self.keys, run_id, ttl_ms)
+        return open_blobs(self.settings, self.redis, self.keys, run_id, ttl_ms)
 
     @_boundary
     def workspace(self, run_id: str) -> Manifest:

@@ -65,7 +65,7 @@ def workspace_costs(b: Bench) -> list[Figure]:
     root = str(b.tmp / "workspace")
     total = _fill(root, file_bytes)
     tr = Transcript.start(b)
-    blobs = RedisBlobs(bytes_client(b.redis), b.keys.blobs(tr.run_id))
+    blobs = RedisBlobs(bytes_client(b.settings, b.redis), b.keys.blobs(tr.run_id))
     cp = Checkpoint(b.tmp / "workspace", blobs, {}, 1 << 30, ())
     _step(tr, cp)  # the first checkpoint stores everything
     n = max(50, b.plan.commit_samples // 4)
