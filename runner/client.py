@@ -34,6 +34,7 @@ from runner.workspace.access import UploadProgress
 from runner.workspace.blobs import Blobs, open_blobs
 from runner.workspace.manifest import Manifest
 from runner.workspace.manifest import from_hash as manifest_from_hash
+from runner.workspace.tree import Progress as PullProgress
 from runner.workspace.tree import Written
 
 __all__ = [
@@ -217,9 +218,11 @@ class Client(RunReader):
         return access.diff(self.store.events(run_id), self._blobs(run_id))
 
     @_boundary
-    def pull(self, run_id: str, dest: str, force: bool = False) -> Written:
+    def pull(
+        self, run_id: str, dest: str, force: bool = False, progress: PullProgress | None = None
+    ) -> Written:
         """Write the run's last committed workspace to ``dest`` (empty unless ``force``)."""
-        return access.pull(self.workspace(run_id), dest, self._blobs(run_id), force)
+        return access.pull(self.workspace(run_id), dest, self._blobs(run_id), force, progress)
 
     # -- steer ------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from runner.settings import Settings
 
 BATCH_BYTES = 4 * 1024 * 1024  # one pipeline of uploads at most this big
 FETCH_BYTES = 1024 * 1024  # one restore read at most this big: written while the next comes
+FETCH_BLOBS = 64  # and at most this many blobs: small files are many chunks, written at once
 HASHERS = 2  # threads checking fetched blobs against their hashes
 PARALLEL_FROM = 64  # blobs: fewer are checked in the calling thread
 Progress = Callable[[int], None]  # called with the bytes just stored
@@ -116,11 +117,11 @@ return false
 
 
 def _chunks(wanted: Sequence[tuple[str, int]]) -> Iterator[list[str]]:
-    """The hashes of ``wanted`` in runs of at most FETCH_BYTES (one blob at least)."""
+    """The hashes of ``wanted`` in runs of at most FETCH_BYTES and FETCH_BLOBS (one at least)."""
     chunk: list[str] = []
     size = 0
     for digest, n in wanted:
-        if chunk and size + n > FETCH_BYTES:
+        if chunk and (size + n > FETCH_BYTES or len(chunk) >= FETCH_BLOBS):
             yield chunk
             chunk, size = [], 0
         chunk.append(digest)

@@ -18,7 +18,7 @@ import os
 import shutil
 import stat
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +29,12 @@ from runner.workspace.blobs import Blobs, verified
 from runner.workspace.manifest import Manifest, check_entry
 
 # Chunks hashed and written at once while the calling thread fetches the next: hashing
-# and writing release the GIL, and creating a file may wait on the disk.
-WRITERS = 2
+# and writing release the GIL, and creating a file may wait on the disk (milliseconds on
+# some filesystems), so more writers than cores.
+WRITERS = 4
 AHEAD = 2 * WRITERS  # chunks fetched and not yet written, at most (bounds the memory)
 Facts = tuple[int, int, int, int]  # as the scanner keeps them: size, mtime_ns, inode, mode
+Progress = Callable[[int, int], None]  # (files written so far, files to write in all)
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,16 @@ class Written:
     facts: dict[str, Facts] = field(default_factory=dict, compare=False, repr=False)
 
 
-def materialize(root: Path, entries: Iterable[WorkspaceChange], blobs: Blobs) -> Written:
-    """Write ``entries`` under ``root`` (created if missing), replacing what is in the way."""
+def materialize(
+    root: Path,
+    entries: Iterable[WorkspaceChange],
+    blobs: Blobs,
+    progress: Progress | None = None,
+) -> Written:
+    """Write ``entries`` under ``root`` (created if missing), replacing what is in the way.
+
+    ``progress`` is told after each chunk of files lands.
+    """
     todo = sorted(
         (check_entry(e) for e in entries), key=lambda e: (_order(e), e.path.count("/"), e.path)
     )
@@ -67,7 +77,10 @@ def materialize(root: Path, entries: Iterable[WorkspaceChange], blobs: Blobs) ->
             files.setdefault(entry.hash or "", []).append((str(target), entry))
         else:
             links.append((target, entry))
-    facts = _write_files(itertools.chain([first], chunks), files, blobs.where, _umask())
+    count = sum(len(where) for where in files.values())
+    facts = _write_files(
+        itertools.chain([first], chunks), files, blobs.where, _umask(), count, progress
+    )
     for target, entry in links:  # last: no file write can go through a link made here
         _remove(target)
         os.symlink(entry.target or "", target)
@@ -84,6 +97,8 @@ def _write_files(
     files: dict[str, list[tuple[str, WorkspaceChange]]],
     where: str,
     umask: int | None,
+    count: int,
+    progress: Progress | None,
 ) -> dict[str, Facts]:
     """Each chunk hashed and written on a writer thread while the next one is fetched."""
 
@@ -97,14 +112,20 @@ def _write_files(
 
     facts: dict[str, Facts] = {}
     pending: deque[Future[dict[str, Facts]]] = deque()
+
+    def landed() -> None:
+        facts.update(pending.popleft().result())
+        if progress is not None:
+            progress(len(facts), count)
+
     pool = ThreadPoolExecutor(WRITERS)
     try:
         for chunk in chunks:  # the next chunk is read while the writers work
             pending.append(pool.submit(write, chunk))
             while len(pending) > AHEAD or (pending and pending[0].done()):
-                facts.update(pending.popleft().result())
+                landed()
         while pending:
-            facts.update(pending.popleft().result())
+            landed()
     finally:
         pool.shutdown(cancel_futures=True)  # a failed chunk: the rest is not written
     return facts

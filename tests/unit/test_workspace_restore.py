@@ -156,3 +156,45 @@ def test_open_blobs_follows_the_settings(tmp_path: Path) -> None:
     settings = Settings(redis_url="redis://127.0.0.1:1/0", workspace_store=url)
     found = open_blobs(settings, connect(settings, probe=False), Keys(), new_run_id())
     assert isinstance(found, FsspecBlobs) and found.where == url
+
+
+# -- a checkout's metadata in the diff ------------------------------------------------------
+
+
+def test_a_checkouts_git_dir_is_counted_not_diffed(tmp_path: Path) -> None:
+    from runner.workspace.diffing import unified
+
+    blobs = RedisBlobs(fakeredis.FakeRedis(), Keys().blobs(new_run_id()))
+    root = tmp_path / "ws"
+    (root / ".git" / "objects" / "ab").mkdir(parents=True)
+    (root / ".git" / "index").write_bytes(b"DIRC\x00one")
+    (root / "vendor" / "lib" / ".git").mkdir(parents=True)
+    (root / "calc.py").write_text("a = 1\n")
+    start = Scanner(root, MiB).scan()
+    blobs.put(start.fresh)
+    (root / ".git" / "index").write_bytes(b"DIRC\x00two")
+    (root / ".git" / "objects" / "ab" / "cdef").write_bytes(b"\x78\x01blob")
+    (root / "vendor" / "lib" / ".git" / "HEAD").write_text("ref: main\n")
+    (root / "calc.py").write_text("a = 2\n")
+    end = Scanner(root, MiB).scan()
+    blobs.put(end.fresh)
+    text = unified(dict(start.entries), dict(end.entries), blobs)
+    lines = text.splitlines()
+    assert lines[0] == (
+        "# .git/: 2 entries changed (repository metadata, not shown; runner pull brings them)"
+    )
+    assert lines[1].startswith("# vendor/lib/.git/: 1 entry changed")
+    assert "diff --runner a/calc.py b/calc.py" in lines and "+a = 2" in lines
+    assert ".git/index" not in text and "cdef" not in text
+
+
+def test_a_restore_tells_its_progress_by_files(tmp_path: Path, small_chunks: None) -> None:
+    src = tmp_path / "src"
+    entries = many(src)
+    blobs = RedisBlobs(fakeredis.FakeRedis(), Keys().blobs(new_run_id()))
+    blobs.put({sha(p.read_bytes()): p.read_bytes() for p in src.rglob("*") if p.is_file()})
+    seen: list[tuple[int, int]] = []
+    materialize(tmp_path / "out", entries.values(), blobs, lambda d, t: seen.append((d, t)))
+    files = sum(1 for e in entries.values() if e.kind == "file")
+    assert len(seen) > 10 and seen[-1] == (files, files)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
