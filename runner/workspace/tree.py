@@ -69,7 +69,13 @@ def materialize(
     made: set[str] = set()  # parents already made real in this call
     files: dict[str, list[tuple[str, WorkspaceChange]]] = {}  # hash -> where it goes
     links: list[tuple[Path, WorkspaceChange]] = []
+    base = str(root)
     for entry in todo:
+        parent = entry.path.rpartition("/")[0]
+        if entry.kind == "file" and (not parent or parent in made):
+            # The parent is real already: a string join, not a Path, per file.
+            files.setdefault(entry.hash or "", []).append((f"{base}/{entry.path}", entry))
+            continue
         target = _clear_way(root, entry.path, made)
         if entry.kind == "dir":
             _make_dir(target, entry.mode)
