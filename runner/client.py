@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from runner.workspace.access import UploadProgress
     from runner.workspace.blobs import Blobs
     from runner.workspace.manifest import Manifest
+    from runner.workspace.tree import Progress as PullProgress
     from runner.workspace.tree import Written
 
 __all__ = [
@@ -215,7 +216,7 @@ class Client(RunReader):
     def _blobs(self, run_id: str, ttl_ms: int = 0) -> Blobs:
         from runner.workspace.blobs import open_blobs
 
-        return open_blobs(self.settings.workspace_store, self.redis, self.keys, run_id, ttl_ms)
+        return open_blobs(self.settings, self.redis, self.keys, run_id, ttl_ms)
 
     @_boundary
     def workspace(self, run_id: str) -> Manifest:
@@ -234,11 +235,13 @@ class Client(RunReader):
         return access.diff(self.store.events(run_id), self._blobs(run_id))
 
     @_boundary
-    def pull(self, run_id: str, dest: str, force: bool = False) -> Written:
+    def pull(
+        self, run_id: str, dest: str, force: bool = False, progress: PullProgress | None = None
+    ) -> Written:
         """Write the run's last committed workspace to ``dest`` (empty unless ``force``)."""
         from runner.workspace import access
 
-        return access.pull(self.workspace(run_id), dest, self._blobs(run_id), force)
+        return access.pull(self.workspace(run_id), dest, self._blobs(run_id), force, progress)
 
     # -- steer ------------------------------------------------------------------------
 

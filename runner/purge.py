@@ -76,7 +76,7 @@ def purge_run(store: RunStore, rq_conn: Any, settings: Settings, run_id: str) ->
 def _delete_outside(store: RunStore, rq_conn: Any, settings: Settings, run_id: str) -> None:
     """What of the run lives outside its own keys: file-store blobs and the RQ job."""
     if settings.workspace_store != "redis":
-        open_blobs(settings.workspace_store, store.redis, store.keys, run_id).delete_run()
+        open_blobs(settings, store.redis, store.keys, run_id).delete_run()
     with contextlib.suppress(NoSuchJobError):
         Job.fetch(run_id, connection=rq_conn).delete()
     # RQ keeps each finished execution's hash until its TTL; it names them itself.
@@ -145,7 +145,7 @@ def forget_expired(store: RunStore, settings: Settings, cutoff_ms: int) -> int:
     for run_id in gone:
         if settings.workspace_store != "redis":
             try:
-                open_blobs(settings.workspace_store, store.redis, store.keys, run_id).delete_run()
+                open_blobs(settings, store.redis, store.keys, run_id).delete_run()
             except (OSError, BadInput) as exc:
                 log.warning("expired blobs not deleted", extra={"run": run_id, "error": str(exc)})
                 continue

@@ -172,9 +172,9 @@ def copy_workspace(
         return None
     cfg = settings
     digests = [e.hash for e in manifest.values() if e.kind == "file" and e.hash]
-    found = open_blobs(cfg.workspace_store, store.redis, store.keys, source).get_many(digests)
+    found = open_blobs(cfg, store.redis, store.keys, source).get_many(digests)
     # ttl_ms: for a run not created yet (its create persists them).
-    open_blobs(cfg.workspace_store, store.redis, store.keys, dest, ttl_ms).put(found)
+    open_blobs(cfg, store.redis, store.keys, dest, ttl_ms).put(found)
     files, size = mf.totals(manifest)
     return WorkspaceEvent(changes=list(manifest.values()), files=files, bytes=size)
 

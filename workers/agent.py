@@ -283,7 +283,7 @@ class Turn:
         """Bring the directory to the last committed workspace before anything runs."""
         cfg = self.settings
         try:
-            blobs = open_blobs(cfg.workspace_store, self.store.redis, self.store.keys, self.run_id)
+            blobs = open_blobs(cfg, self.store.redis, self.store.keys, self.run_id)
             self.checkpoint = Checkpoint(
                 self.workspace,
                 blobs,

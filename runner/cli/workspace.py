@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import click
 
 from runner.cli.group import cli, client, guarded, run_id_arg
 from runner.cli.render import visible
+
+PROGRESS_FROM_FILES = 500  # fewer files land before a progress line would help
 
 
 @cli.command()
@@ -36,6 +39,26 @@ def diff(run_id: str) -> None:
 @guarded
 def pull(run_id: str, directory: str, force: bool) -> None:
     """Write a run's last committed workspace to DIR (modes and symlinks included)."""
-    written = client().pull(run_id, directory, force)
+    written = client().pull(run_id, directory, force, pull_progress())
     mib = written.bytes / (1024 * 1024)
     click.echo(f"pulled {written.files} files ({mib:.2f} MiB) into {directory}", err=True)
+
+
+def pull_progress() -> Callable[[int, int], None]:
+    """A progress line on stderr while a pull writes many files (redrawn in place)."""
+    shown = {"last": -1}
+
+    def report(done: int, total: int) -> None:
+        if total < PROGRESS_FROM_FILES:
+            return
+        percent = done * 100 // max(total, 1)
+        if percent != shown["last"]:
+            shown["last"] = percent
+            end = "\n" if done >= total else "\r"
+            click.echo(
+                f"pulling workspace: {percent:3d}% ({done} of {total} files){end}",
+                err=True,
+                nl=False,
+            )
+
+    return report

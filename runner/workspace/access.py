@@ -15,7 +15,7 @@ from runner.workspace import manifest as mf
 from runner.workspace.blobs import Blobs
 from runner.workspace.diffing import unified
 from runner.workspace.scan import Scanner
-from runner.workspace.tree import Written, materialize
+from runner.workspace.tree import Progress, Written, materialize
 
 # Called as (bytes stored so far, bytes to store in all).
 UploadProgress = Callable[[int, int], None]
@@ -61,15 +61,24 @@ def diff(events: list[Event], blobs: Blobs) -> str:
     return unified(mf.fold(events, epoch_below=1), mf.fold(events), blobs)
 
 
-def pull(manifest: mf.Manifest, dest: str, blobs: Blobs, force: bool) -> Written:
-    """Write ``manifest`` to ``dest``; refuses a non-empty ``dest`` unless ``force``."""
+def pull(
+    manifest: mf.Manifest,
+    dest: str,
+    blobs: Blobs,
+    force: bool,
+    progress: Progress | None = None,
+) -> Written:
+    """Write ``manifest`` to ``dest``; refuses a non-empty ``dest`` unless ``force``.
+
+    ``progress`` is told (files written, files in all) as they land.
+    """
     target = Path(dest)
     if target.exists() or target.is_symlink():
         if not target.is_dir() or target.is_symlink():
             raise BadInput(f"{dest}: not a directory")
         if not force and _has_entries(target):
             raise BadInput(f"{dest} is not empty (use --force to write into it)")
-    return materialize(target, manifest.values(), blobs)
+    return materialize(target, manifest.values(), blobs, progress)
 
 
 def _has_entries(directory: Path) -> bool:

@@ -7,23 +7,30 @@
   fsspec knows): ``URL/PREFIX/ID/ab/abcd...``. Removed with :meth:`Blobs.delete_run`.
 
 Every blob read is checked against its hash: a missing or corrupted blob is a
-WorkspaceError naming the file, never wrong content on disk.
+WorkspaceError naming the file, never wrong content on disk. :meth:`Blobs.fetch` is the
+restore's read: chunks to write while the next one is on the wire, checked for presence
+up front and left to the writer to verify (it hashes each blob just before writing it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import redis
 
+from runner.connection import connect
 from runner.errors import BadInput, WorkspaceError
 from runner.keys import Keys
+from runner.settings import Settings
 
 BATCH_BYTES = 4 * 1024 * 1024  # one pipeline of uploads at most this big
+FETCH_BYTES = 1024 * 1024  # one restore read at most this big: written while the next comes
+FETCH_BLOBS = 64  # and at most this many blobs: small files are many chunks, written at once
 HASHERS = 2  # threads checking fetched blobs against their hashes
 PARALLEL_FROM = 64  # blobs: fewer are checked in the calling thread
 Progress = Callable[[int], None]  # called with the bytes just stored
@@ -37,6 +44,7 @@ class Blobs(Protocol):
     """
 
     inline: bool
+    where: str  # what a message calls the store
 
     def put(self, blobs: Mapping[str, bytes], progress: Progress | None = None) -> None:
         """Store every blob (idempotent: a blob stored twice is stored once)."""
@@ -44,22 +52,40 @@ class Blobs(Protocol):
     def get_many(self, digests: Iterable[str]) -> dict[str, bytes]:
         """The blobs by hash; WorkspaceError if one is missing or corrupt."""
 
+    def fetch(self, wanted: Sequence[tuple[str, int]]) -> Iterator[dict[str, bytes]]:
+        """The blobs of ``wanted`` (hash, size), in chunks, *unverified* (see ``verified``).
+
+        A blob missing from the store is a WorkspaceError before the first chunk.
+        """
+
     def delete_run(self) -> None:
         """Remove every blob of the run."""
 
 
-def open_blobs(store: str, client: Any, keys: Keys, run_id: str, ttl_ms: int = 0) -> Blobs:
-    """The blob store ``store`` (RUNNER_WORKSPACE_STORE) for ``run_id``."""
-    if store == "redis":
-        return RedisBlobs(bytes_client(client), keys.blobs(run_id), ttl_ms)
-    return FsspecBlobs(store, keys.prefix, run_id)
+def open_blobs(settings: Settings, client: Any, keys: Keys, run_id: str, ttl_ms: int = 0) -> Blobs:
+    """The blob store of ``settings`` (RUNNER_WORKSPACE_STORE) for ``run_id``.
+
+    ``client``: the caller's client on the configured server (its bytes twin is kept).
+    """
+    if settings.workspace_store == "redis":
+        return RedisBlobs(bytes_client(settings, client), keys.blobs(run_id), ttl_ms)
+    return FsspecBlobs(settings.workspace_store, keys.prefix, run_id)
 
 
-def bytes_client(client: Any) -> redis.Redis:
-    """A non-decoding client on the same server as ``client`` (blobs are bytes)."""
-    pool = client.connection_pool
-    kwargs = {**pool.connection_kwargs, "decode_responses": False}
-    return redis.Redis(connection_pool=redis.ConnectionPool(pool.connection_class, **kwargs))
+_TWINS: weakref.WeakKeyDictionary[Any, redis.Redis] = weakref.WeakKeyDictionary()
+
+
+def bytes_client(settings: Settings, client: Any) -> redis.Redis:
+    """A non-decoding client (blobs are bytes) for the server of ``settings``, beside ``client``.
+
+    Made by :func:`runner.connection.connect`, like every other client, so a Sentinel URL
+    keeps asking the sentinels where the primary is, and TLS, timeouts and retries are the
+    same. One per ``client``: a purge of many runs does not open a pool per run.
+    """
+    twin = _TWINS.get(client)
+    if twin is None:
+        twin = _TWINS[client] = connect(settings, decode=False, probe=False)
+    return twin
 
 
 def verified(digest: str, data: bytes | None, where: str) -> bytes:
@@ -82,15 +108,39 @@ def verify_all(digests: list[str], values: list[bytes | None], where: str) -> di
         return dict(zip(digests, checked, strict=True))
 
 
+MISSING_LUA = """
+for _, digest in ipairs(ARGV) do
+  if redis.call('HEXISTS', KEYS[1], digest) == 0 then return digest end
+end
+return false
+"""
+
+
+def _chunks(wanted: Sequence[tuple[str, int]]) -> Iterator[list[str]]:
+    """The hashes of ``wanted`` in runs of at most FETCH_BYTES and FETCH_BLOBS (one at least)."""
+    chunk: list[str] = []
+    size = 0
+    for digest, n in wanted:
+        if chunk and (size + n > FETCH_BYTES or len(chunk) >= FETCH_BLOBS):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(digest)
+        size += n
+    if chunk:
+        yield chunk
+
+
 class RedisBlobs:
     """Blobs in a hash of the run's own (expires with the run)."""
 
     inline = True
+    where = "the run's Redis blobs"
 
     def __init__(self, client: redis.Redis, key: str, ttl_ms: int = 0) -> None:
         self.redis: Any = client
         self.key = key
         self.ttl_ms = ttl_ms  # set by a submit: the run's create removes it again
+        self._missing = self.redis.register_script(MISSING_LUA)  # sent as EVALSHA
 
     def put(self, blobs: Mapping[str, bytes], progress: Progress | None = None) -> None:
         batch: dict[str, bytes] = {}
@@ -118,7 +168,24 @@ class RedisBlobs:
         if not wanted:
             return {}
         values = self.redis.hmget(self.key, wanted)
-        return verify_all(wanted, values, "the run's Redis blobs")
+        return verify_all(wanted, values, self.where)
+
+    def fetch(self, wanted: Sequence[tuple[str, int]]) -> Iterator[dict[str, bytes]]:
+        chunks = list(_chunks(wanted))
+        if not chunks:
+            return
+        # The presence of every blob is checked in the first chunk's round trip (one
+        # script, HEXISTS each): a purged store fails before anything is written.
+        pipe = self.redis.pipeline(transaction=False)
+        self._missing(keys=[self.key], args=[d for d, _ in wanted], client=pipe)
+        pipe.hmget(self.key, chunks[0])
+        missing, values = pipe.execute()
+        if missing:
+            gone = missing.decode()[:12]
+            raise WorkspaceError(f"workspace blob {gone} is missing from {self.where}")
+        yield dict(zip(chunks[0], values, strict=True))
+        for chunk in chunks[1:]:
+            yield dict(zip(chunk, self.redis.hmget(self.key, chunk), strict=True))
 
     def delete_run(self) -> None:
         self.redis.delete(self.key)
@@ -161,16 +228,29 @@ class FsspecBlobs:
                 progress(len(data))
 
     def get_many(self, digests: Iterable[str]) -> dict[str, bytes]:
+        return {d: verified(d, self._read(d), self.where) for d in sorted(set(digests))}
+
+    def fetch(self, wanted: Sequence[tuple[str, int]]) -> Iterator[dict[str, bytes]]:
+        if not wanted:
+            return
+        # One chunk: that a file is missing is only known by reading it, and a missing
+        # blob must fail before anything is written.
         out: dict[str, bytes] = {}
-        for digest in sorted(set(digests)):
-            try:
-                data: bytes | None = self.fs.cat_file(self._path(digest))
-            except FileNotFoundError:
-                data = None
-            except OSError as exc:
-                raise WorkspaceError(f"cannot read a blob from {self.where}: {exc}") from exc
-            out[digest] = verified(digest, data, self.where)
-        return out
+        for digest, _ in wanted:
+            data = self._read(digest)
+            if data is None:
+                raise WorkspaceError(f"workspace blob {digest[:12]} is missing from {self.where}")
+            out[digest] = data
+        yield out
+
+    def _read(self, digest: str) -> bytes | None:
+        try:
+            data: bytes = self.fs.cat_file(self._path(digest))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise WorkspaceError(f"cannot read a blob from {self.where}: {exc}") from exc
+        return data
 
     def delete_run(self) -> None:
         with contextlib.suppress(FileNotFoundError):

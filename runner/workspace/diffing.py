@@ -1,29 +1,54 @@
 """A run's workspace changes as a unified diff (``runner diff``), git-style headers.
 
 Text files are diffed line by line; a file that is not UTF-8 text (or holds NUL) is
-named, not dumped; mode changes, symlinks and directories get one line each.
+named, not dumped; mode changes, symlinks and directories get one line each. A
+repository's own metadata (``.git/``, at any depth) travels with the workspace, so that a
+pull is the exact checkout, but is not diffed: one line before the diff counts what changed
+in it (a commit the turn made shows in the files it changed, not in git's objects).
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from runner.events import WorkspaceChange
 from runner.workspace.blobs import Blobs
 
 BINARY_PROBE = 8192
+METADATA = ".git"  # a directory of this name holds a repository's metadata
 
 
 def unified(
     start: Mapping[str, WorkspaceChange], end: Mapping[str, WorkspaceChange], blobs: Blobs
 ) -> str:
     """The diff that turns the ``start`` workspace into ``end`` ("" if they are the same)."""
-    paths = sorted(p for p in set(start) | set(end) if start.get(p) != end.get(p))
+    changed = sorted(p for p in set(start) | set(end) if start.get(p) != end.get(p))
+    paths = [p for p in changed if not _metadata(p)]
+    meta = _metadata_line(p for p in changed if _metadata(p))
     wanted = [e.hash for p in paths for e in (start.get(p), end.get(p)) if e is not None and e.hash]
     contents = blobs.get_many(h for h in wanted if h)
     parts = [_one(p, start.get(p), end.get(p), contents) for p in paths]
-    return "".join(part for part in parts if part)
+    return meta + "".join(part for part in parts if part)
+
+
+def _metadata(path: str) -> bool:
+    """Whether ``path`` is inside (or is) a repository's metadata directory."""
+    return METADATA in path.split("/")
+
+
+def _metadata_line(paths: Iterable[str]) -> str:
+    """One line per metadata directory with changes: how many entries, none shown."""
+    counts: dict[str, int] = {}
+    for path in paths:
+        parts = path.split("/")
+        top = "/".join(parts[: parts.index(METADATA) + 1])
+        counts[top] = counts.get(top, 0) + 1
+    return "".join(
+        f"# {top}/: {n} {'entry' if n == 1 else 'entries'} changed (repository metadata, "
+        "not shown; runner pull brings them)\n"
+        for top, n in sorted(counts.items())
+    )
 
 
 def _one(

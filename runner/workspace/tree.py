@@ -1,29 +1,40 @@
 """Writing a manifest to a directory (restore on a worker, ``runner pull``), safely.
 
-Every path is checked before it is used; contents are fetched (and verified) before
-anything is written, so a missing blob leaves the directory as it was; directories
-come first, files next, symlinks last, and every write goes through directories this
-code made real (a symlink in the way is removed, never followed): nothing is written
-outside the target directory.
+Every path is checked before it is used. The store is asked whether it holds every
+blob before anything is written, so a missing (purged) blob leaves the directory as it
+was. Contents then come in chunks, written while the next chunk is on the wire; each
+blob is hashed just before it is written (one pass over bytes already in the cache, no
+copy), so a corrupt blob is never written: it stops the restore with an error naming
+it, and what was written before it is exactly the manifest's. Directories come first,
+files next, symlinks last, and every write goes through directories this code made real
+(a symlink in the way is removed, never followed): nothing is written outside the
+target directory.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import stat
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.errors import WorkspaceError
 from runner.events import WorkspaceChange
-from runner.workspace.blobs import Blobs
+from runner.workspace.blobs import Blobs, verified
 from runner.workspace.manifest import Manifest, check_entry
 
-WRITERS = 4  # files written at once: creating a file waits on the disk, not the CPU
+# Chunks hashed and written at once while the calling thread fetches the next: hashing
+# and writing release the GIL, and creating a file may wait on the disk (milliseconds on
+# some filesystems), so more writers than cores.
+WRITERS = 4
+AHEAD = 2 * WRITERS  # chunks fetched and not yet written, at most (bounds the memory)
 Facts = tuple[int, int, int, int]  # as the scanner keeps them: size, mtime_ns, inode, mode
+Progress = Callable[[int, int], None]  # (files written so far, files to write in all)
 
 
 @dataclass(frozen=True)
@@ -35,30 +46,47 @@ class Written:
     facts: dict[str, Facts] = field(default_factory=dict, compare=False, repr=False)
 
 
-def materialize(root: Path, entries: Iterable[WorkspaceChange], blobs: Blobs) -> Written:
-    """Write ``entries`` under ``root`` (created if missing), replacing what is in the way."""
-    todo = [check_entry(e) for e in entries]
-    contents = blobs.get_many(e.hash or "" for e in todo if e.kind == "file")
+def materialize(
+    root: Path,
+    entries: Iterable[WorkspaceChange],
+    blobs: Blobs,
+    progress: Progress | None = None,
+) -> Written:
+    """Write ``entries`` under ``root`` (created if missing), replacing what is in the way.
+
+    ``progress`` is told after each chunk of files lands.
+    """
+    todo = sorted(
+        (check_entry(e) for e in entries), key=lambda e: (_order(e), e.path.count("/"), e.path)
+    )
+    wanted: dict[str, int] = {}  # hash -> size, in the order the files are written
+    for entry in todo:
+        if entry.kind == "file":
+            wanted.setdefault(entry.hash or "", entry.size or 0)
+    chunks = blobs.fetch(list(wanted.items()))
+    first = next(chunks, {})  # a blob the store lacks fails here, before any write
     root.mkdir(parents=True, exist_ok=True)
     made: set[str] = set()  # parents already made real in this call
-    files: list[tuple[str, WorkspaceChange]] = []
+    files: dict[str, list[tuple[str, WorkspaceChange]]] = {}  # hash -> where it goes
     links: list[tuple[Path, WorkspaceChange]] = []
-    for entry in sorted(todo, key=lambda e: (_order(e), e.path.count("/"), e.path)):
+    base = str(root)
+    for entry in todo:
+        parent = entry.path.rpartition("/")[0]
+        if entry.kind == "file" and (not parent or parent in made):
+            # The parent is real already: a string join, not a Path, per file.
+            files.setdefault(entry.hash or "", []).append((f"{base}/{entry.path}", entry))
+            continue
         target = _clear_way(root, entry.path, made)
         if entry.kind == "dir":
             _make_dir(target, entry.mode)
         elif entry.kind == "file":
-            files.append((str(target), entry))
+            files.setdefault(entry.hash or "", []).append((str(target), entry))
         else:
             links.append((target, entry))
-    with ThreadPoolExecutor(WRITERS) as pool:
-        facts = dict(
-            zip(
-                (e.path for _, e in files),
-                pool.map(lambda f: _write_file(f[0], contents[f[1].hash or ""], f[1].mode), files),
-                strict=True,
-            )
-        )
+    count = sum(len(where) for where in files.values())
+    facts = _write_files(
+        itertools.chain([first], chunks), files, blobs.where, _umask(), count, progress
+    )
     for target, entry in links:  # last: no file write can go through a link made here
         _remove(target)
         os.symlink(entry.target or "", target)
@@ -67,7 +95,46 @@ def materialize(root: Path, entries: Iterable[WorkspaceChange], blobs: Blobs) ->
     for entry in sorted(todo, key=lambda e: -e.path.count("/")):
         if entry.kind == "dir" and entry.mode is not None and entry.mode & 0o700 != 0o700:
             os.chmod(root / entry.path, entry.mode)
-    return Written(len(files), sum(f[0] for f in facts.values()), facts)
+    return Written(len(facts), sum(f[0] for f in facts.values()), facts)
+
+
+def _write_files(
+    chunks: Iterable[dict[str, bytes]],
+    files: dict[str, list[tuple[str, WorkspaceChange]]],
+    where: str,
+    umask: int | None,
+    count: int,
+    progress: Progress | None,
+) -> dict[str, Facts]:
+    """Each chunk hashed and written on a writer thread while the next one is fetched."""
+
+    def write(chunk: dict[str, bytes]) -> dict[str, Facts]:
+        out: dict[str, Facts] = {}
+        for digest, data in chunk.items():
+            verified(digest, data, where)
+            for target, entry in files.get(digest, ()):
+                out[entry.path] = _write_file(target, data, entry.mode, umask)
+        return out
+
+    facts: dict[str, Facts] = {}
+    pending: deque[Future[dict[str, Facts]]] = deque()
+
+    def landed() -> None:
+        facts.update(pending.popleft().result())
+        if progress is not None:
+            progress(len(facts), count)
+
+    pool = ThreadPoolExecutor(WRITERS)
+    try:
+        for chunk in chunks:  # the next chunk is read while the writers work
+            pending.append(pool.submit(write, chunk))
+            while len(pending) > AHEAD or (pending and pending[0].done()):
+                landed()
+        while pending:
+            landed()
+    finally:
+        pool.shutdown(cancel_futures=True)  # a failed chunk: the rest is not written
+    return facts
 
 
 def prune(root: Path, keep: Manifest, present: Iterable[str]) -> int:
@@ -118,22 +185,42 @@ def _make_dir(target: Path, mode: int | None) -> None:
     os.chmod(target, (mode or 0o755) | 0o700)  # we must still be able to write into it
 
 
-def _write_file(target: str, data: bytes, mode: int | None) -> Facts:
-    """Create ``target`` afresh (never through a link) with ``data``; its facts."""
+def _umask() -> int | None:
+    """The process's umask, read without changing it (None where /proc cannot tell)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _write_file(target: str, data: bytes, mode: int | None, umask: int | None = None) -> Facts:
+    """Create ``target`` afresh (never through a link) with ``data``; its facts.
+
+    The file is created with its mode; only when the umask would take bits from it
+    (or special bits are asked for) is it set again.
+    """
+    want = mode if mode is not None else 0o644
+    plain = umask is not None and want & ~0o777 == 0 and want & umask == 0
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    first = want if plain else 0o600
     try:
         try:
-            fd = os.open(target, flags, 0o600)
+            fd = os.open(target, flags, first)
         except FileExistsError:  # something is in the way: it goes
             _remove(Path(target))
-            fd = os.open(target, flags, 0o600)
+            fd = os.open(target, flags, first)
     except OSError as exc:
         raise WorkspaceError(f"cannot write {target}: {exc.strerror}") from exc
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fchmod(fd, mode if mode is not None else 0o644)
+        if not plain:
+            os.fchmod(fd, want)
         st = os.fstat(fd)
     finally:
         os.close(fd)

@@ -507,7 +507,7 @@ def test_resume_repairs_a_tool_call_without_result(
     workspace.mkdir(parents=True)
     (workspace / "notes.txt").write_text("notes of the turn\n")
     committed = Scanner(workspace, 1 << 20).scan()
-    open_blobs("redis", store.redis, store.keys, run_id).put(committed.fresh)
+    open_blobs(Settings(redis_url=server.url), store.redis, store.keys, run_id).put(committed.fresh)
     first = [
         StatusEvent(status=Status.QUEUED, reason="submitted"),
         WorkspaceEvent(changes=list(committed.entries.values())),

@@ -10,12 +10,14 @@ import pytest
 from runner.errors import StaleEpoch, WorkspaceError
 from runner.events import MessageEvent, Status, StatusEvent, WorkspaceChange, WorkspaceEvent
 from runner.keys import new_run_id
+from runner.settings import Settings
 from runner.store import RunStore
 from runner.workspace import manifest as mf
 from runner.workspace.blobs import Blobs, open_blobs
 from runner.workspace.checkpoint import Checkpoint
 from runner.workspace.scan import Scanner
 from runner.workspace.tree import materialize
+from tests.conftest import Server
 
 FIELDS = {"queue": "q", "model": "scripted"}
 
@@ -37,11 +39,18 @@ def tool(content: str = "ok") -> MessageEvent:
     return MessageEvent(role="tool", content=content, tool_call_id="c", name="shell")
 
 
+def on(server: Server, where: str = "redis") -> Settings:
+    """Settings for the test's server with the blob store ``where``."""
+    return Settings(redis_url=server.url, workspace_store=where)
+
+
 def manifest(store: RunStore, run_id: str) -> mf.Manifest:
     return mf.from_hash(store.redis.hgetall(store.keys.manifest(run_id)))
 
 
-def test_a_commit_stores_the_blobs_it_carries_and_only_when_it_lands(store: RunStore) -> None:
+def test_a_commit_stores_the_blobs_it_carries_and_only_when_it_lands(
+    store: RunStore, server: Server
+) -> None:
     run_id, epoch = started(store)
     event = WorkspaceEvent(changes=[change("a", b"one")], files=1, bytes=3)
     digest = event.changes[0].hash or ""
@@ -52,7 +61,7 @@ def test_a_commit_stores_the_blobs_it_carries_and_only_when_it_lands(store: RunS
     store.commit(run_id, epoch, [tool(), event], seen=2, blobs={digest: b"one"})
     store.commit(run_id, epoch, [tool(), event], seen=2, blobs={digest: b"one"})  # a retry
     assert len(store.events(run_id)) == 4
-    blobs = open_blobs("redis", store.redis, store.keys, run_id)
+    blobs = open_blobs(on(server), store.redis, store.keys, run_id)
     assert blobs.get_many([digest]) == {digest: b"one"}
     assert manifest(store, run_id) == mf.fold(store.events(run_id))
 
@@ -81,9 +90,9 @@ def test_a_note_past_the_cap_shows_in_the_record(store: RunStore) -> None:
     assert store.get(run_id).workspace == "over the cap"
 
 
-def test_manifest_and_blobs_expire_with_the_run(store: RunStore) -> None:
+def test_manifest_and_blobs_expire_with_the_run(store: RunStore, server: Server) -> None:
     run_id, epoch = started(store)
-    blobs = open_blobs("redis", store.redis, store.keys, run_id)
+    blobs = open_blobs(on(server), store.redis, store.keys, run_id)
     blobs.put({hashlib.sha256(b"1").hexdigest(): b"1"})
     store.commit(run_id, epoch, [tool(), WorkspaceEvent(changes=[change("a", b"1")])], seen=2)
     store.finish(run_id, epoch, Status.SUCCEEDED)
@@ -92,9 +101,11 @@ def test_manifest_and_blobs_expire_with_the_run(store: RunStore) -> None:
 
 
 @pytest.fixture(params=["redis", "file"])
-def any_blobs(request: pytest.FixtureRequest, store: RunStore, tmp_path: Path) -> Blobs:
+def any_blobs(
+    request: pytest.FixtureRequest, store: RunStore, server: Server, tmp_path: Path
+) -> Blobs:
     where = "redis" if request.param == "redis" else f"file://{tmp_path / 'shared'}"
-    return open_blobs(where, store.redis, store.keys, new_run_id())
+    return open_blobs(on(server, where), store.redis, store.keys, new_run_id())
 
 
 def test_two_hosts_share_one_workspace(store: RunStore, any_blobs: Blobs, tmp_path: Path) -> None:
@@ -116,7 +127,7 @@ def test_two_hosts_share_one_workspace(store: RunStore, any_blobs: Blobs, tmp_pa
 
 
 def test_a_sweep_removes_the_blobs_of_runs_that_expired_and_only_those(
-    store: RunStore, tmp_path: Path
+    store: RunStore, server: Server, tmp_path: Path
 ) -> None:
     import time
 
@@ -127,7 +138,7 @@ def test_a_sweep_removes_the_blobs_of_runs_that_expired_and_only_those(
     hours_ago = int(time.time() * 1000) - 2 * 3600 * 1000
     expired, kept, young = new_run_id(hours_ago), new_run_id(hours_ago), new_run_id()
     for run_id in (expired, kept, young):
-        open_blobs(url, store.redis, store.keys, run_id).put(
+        open_blobs(on(server, url), store.redis, store.keys, run_id).put(
             {hashlib.sha256(b"x").hexdigest(): b"x"}
         )
     store.redis.hset(store.keys.record(kept), "status", "succeeded")

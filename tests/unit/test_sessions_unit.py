@@ -177,7 +177,7 @@ def test_expired_runs_leave_the_index_with_their_file_blobs(
     cfg = Settings(redis_url="redis://h:1/0", workspace_store=url)
     kept, _ = turn(store, "s")
     expired = new_run_id()
-    blobs = open_blobs(url, store.redis, store.keys, expired)
+    blobs = open_blobs(cfg, store.redis, store.keys, expired)
     blobs.put({hashlib.sha256(b"x").hexdigest(): b"x"})
     store.redis.zadd(store.keys.runs, {kept: 1, expired: 1, "not-an-id": 1})
     assert forget_expired(store, cfg, cutoff_ms=10) == 1
