@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     anthropic_max_tokens: int = Field(default=8192, ge=1)
     # Live output (issue 12): how often a worker writes buffered deltas, how many entries
     # a run's delta stream keeps, and how long it outlives its last write.
-    delta_flush_ms: int = Field(default=80, ge=5, le=5000)
+    delta_flush_ms: int = Field(default=100, ge=5, le=5000)
     delta_maxlen: int = Field(default=1000, ge=10)
     delta_ttl_seconds: int = Field(default=120, ge=1)
     tool_progress_seconds: float = Field(default=3.0, gt=0, allow_inf_nan=False)

