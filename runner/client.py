@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from runner import budgets, parking, prompts, queueing, sessions
+from runner import budgets, carry, parking, prompts, queueing, sessions
 from runner.budgets import Adds
 from runner.checks import check_queue, check_session, check_text, check_window, decode_text
 from runner.errors import BadInput, WrongState
@@ -122,7 +122,12 @@ class Client(RunReader):
             fields["prev"] = plan.prev
             first[0] = StatusEvent(status=Status.QUEUED, reason=plan.reason)
         self.notes = (plan.note,) if plan.note else ()
-        system = DEFAULT_SYSTEM if sub.system is None else sub.system
+        # The next turn takes over the limits, approvals, window and prompt (runner/carry.py).
+        carried = carry.inherit(self.store, plan.prev, sub) if plan.prev else carry.Carried()
+        fields.update(carried.fields)
+        fields[carry.SNAPSHOT] = carry.snapshot(fields)
+        system = sub.system if sub.system is not None else carried.system
+        system = DEFAULT_SYSTEM if system is None else system
         ttl_ms = self.settings.retention_seconds * 1000
         prompts.save_system(self.redis, self.keys.system(run_id), system, ttl_ms)
         self.store.create(run_id, fields, first, sub.script, session=sub.session)
