@@ -32,10 +32,6 @@ def transcript(cli: Cli, run_id: str) -> list[dict[str, Any]]:
     return messages
 
 
-def first_message(store: RunStore, run_id: str) -> str:
-    return next(e.content for e in store.events(run_id) if isinstance(e, MessageEvent))
-
-
 def shell(content: str, command: str, sleep: float = 0.0) -> dict[str, Any]:
     return {"content": content, "tool": "shell", "args": {"command": command}, "sleep": sleep}
 
@@ -202,56 +198,6 @@ def test_purge_leaves_no_key_or_blob(
     assert (again.returncode, again.stderr.strip()) == (2, f"error: no such run: {run_id}")
     older = cli("purge", "--older-than", "0s", "--json", env=files)
     assert json.loads(older.stdout)["runs"] == [other]
-
-
-def test_commands_against_each_state(
-    cli: Cli, store: RunStore, env: dict[str, str], tmp_path: Path
-) -> None:
-    quick = str(write_script(tmp_path / "quick.json", [{"content": "done"}]))
-    slow = str(write_script(tmp_path / "slow.json", [{"content": "thinking", "sleep": 900}]))
-    crash = str(write_script(tmp_path / "crash.json", [{"content": "x", "crash": True}]))
-    cli.worker("w", env={**env, "RUNNER_MAX_DIRTY_RESTARTS": "0"})
-    states = {"succeeded": cli.submit("--script", quick, "ended")}
-    assert ended(store, states["succeeded"]) == "succeeded"
-    states["suspended"] = cli.submit("--script", crash, "crashes")
-    wait_for(lambda: store.get(states["suspended"]).status.value == "suspended", 60)
-    states["running"] = cli.submit("--session", "live", "--script", slow, "runs")
-    wait_for(lambda: store.get(states["running"]).status.value == "running", 60)
-    states["queued"] = cli.submit("--queue", "idle", "--script", quick, "waits in a queue")
-    # Nothing on this branch parks a run as waiting (approvals do): set the status by hand.
-    states["waiting"] = cli.submit("--queue", "idle", "--script", quick, "parked")
-    store.redis.hset(store.keys.record(states["waiting"]), "status", "waiting")
-    store.redis.srem(store.keys.queued, states["waiting"])
-    unknown = "r" + "0" * 18
-    for status, run_id in states.items():
-        assert store.get(run_id).status.value == status
-        forked = cli("fork", run_id, "--at", "1")
-        assert forked.returncode == 0, (status, forked.stderr)
-        assert first_message(store, forked.stdout.strip()) == first_message(store, run_id)
-        purged = cli("purge", run_id)
-        if status == "succeeded":
-            assert purged.returncode == 0, purged.stderr
-        else:
-            assert purged.returncode == 2
-            assert purged.stderr.strip() == (
-                f"error: run {run_id} is {status}, not ended: cancel it first "
-                f"(runner cancel {run_id})"
-            )
-            assert store.get(run_id).status.value == status, "nothing changed"
-    for args in (("fork", unknown, "--at", "1"), ("purge", unknown)):
-        missing = cli(*args)
-        assert (missing.returncode, missing.stderr.strip()) == (2, f"error: no such run: {unknown}")
-    bad = cli("purge", "--older-than", "soon")
-    assert bad.returncode == 2 and bad.stderr.startswith("error: not an age: 'soon'")
-    # A session whose turn runs: listed, renamed, not deleted.
-    info = json.loads(cli("sessions", "--json").stdout.splitlines()[0])
-    assert (info["name"], info["last_status"]) == ("live", "running")
-    renamed = cli("session", "rename", "live", "live2")
-    assert renamed.stdout.strip() == "renamed session live to live2 (1 turns)"
-    assert store.get(states["running"]).session == "live2"
-    refused = cli("session", "delete", "live2")
-    assert refused.returncode == 2 and "has a turn that has not ended" in refused.stderr
-    assert cli("session", "rename", "nope", "x").stderr.strip() == "error: no such session: nope"
 
 
 # Every scripted answer costs $1: 40 characters are 10 output tokens at $100,000 per 1M.
