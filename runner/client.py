@@ -107,7 +107,7 @@ class Client(RunReader):
         With ``sub.workspace``, the directory is stored first (``progress`` is told as
         it goes) and becomes the run's starting workspace.
         """
-        from runner import queueing, sessions
+        from runner import carry, queueing, sessions
         from runner.workspace import access
 
         fields = self.check(sub)
@@ -128,7 +128,12 @@ class Client(RunReader):
             fields["prev"] = plan.prev
             first[0] = StatusEvent(status=Status.QUEUED, reason=plan.reason)
         self.notes = (plan.note,) if plan.note else ()
-        system = DEFAULT_SYSTEM if sub.system is None else sub.system
+        # The next turn takes over the limits, approvals, window and prompt (runner/carry.py).
+        carried = carry.inherit(self.store, plan.prev, sub) if plan.prev else carry.Carried()
+        fields.update(carried.fields)
+        fields[carry.SNAPSHOT] = carry.snapshot(fields)
+        system = sub.system if sub.system is not None else carried.system
+        system = DEFAULT_SYSTEM if system is None else system
         ttl_ms = self.settings.retention_seconds * 1000
         prompts.save_system(self.redis, self.keys.system(run_id), system, ttl_ms)
         self.store.create(run_id, fields, first, sub.script, session=sub.session)

@@ -6,23 +6,28 @@ carries those messages the way the source did: what the source continued (its hi
 stays history, and the source's own messages become the fork's own, so the fork goes on
 exactly as the source would have from there (the scripted model at the same step). The
 workspace is the source's fold up to the cut (its start, then every step before the
-cut), copied with its blobs. Model, script, queue and step limit are the source's.
+cut), copied with its blobs. Model, script, queue, tenant, system prompt, limits and
+approvals are the source's, and the usage of the copied steps comes with them, so the
+fork counts against its budgets what the source had spent at the cut (runner/carry.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import redis
 
-from runner import queueing, sessions
+from runner import carry, prompts, queueing, sessions
 from runner.errors import BadInput
-from runner.events import Event, MessageEvent, Status, StatusEvent, WorkspaceEvent
+from runner.events import Event, MessageEvent, Status, StatusEvent, UsageEvent, WorkspaceEvent
 from runner.keys import check_run_id, check_session, new_run_id
 from runner.settings import Settings
 from runner.store import RunStore
 from runner.workspace import manifest as mf
+
+M = TypeVar("M", MessageEvent, UsageEvent)
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,7 @@ def fork(
     run_id = new_run_id()
     reason = f"forked from {source} at message {cut}"
     first: list[Event] = [StatusEvent(status=Status.QUEUED, reason=reason)]
-    first += [_fresh(m) for m in copied]
+    first += carried_steps(events, len(copied))
     ttl = settings.retention_seconds * 1000  # until the create persists them
     manifest = workspace_at(events, len(copied))
     change = sessions.copy_workspace(store, settings, source, run_id, manifest, ttl)
@@ -98,20 +103,47 @@ def fork(
         first.append(change)
     if history:
         store.redis.set(store.keys.history(run_id), sessions.dump_history(history), px=ttl)
+    # The same turn taken another way: its limits as they are now, its prompt, its tenant.
+    now, submitted = carry.given(store, source, current=True), carry.given(store, source)
+    if now.system is not None:
+        prompts.save_system(store.redis, store.keys.system(run_id), now.system, ttl)
+    tenant = store.redis.hget(store.keys.record(source), "key")
     fields = {
+        **({"key": str(tenant)} if tenant else {}),
+        **now.fields,
         "queue": record.queue,
         "model": record.model,
-        "max_steps": str(record.max_steps),
         "session": session,
         "title": f"fork of {source} at {cut}: {record.title}"[:80],
         "forked": f"{source}:{cut}",
+        # Its next turn gets what the conversation was given (runner/carry.py).
+        carry.SNAPSHOT: carry.snapshot(submitted.fields),
     }
     store.create(run_id, fields, first, store.script(source) or "", session=session)
     queueing.enqueue(rq_conn, run_id, record.queue, settings.retention_seconds, fields["title"])
     return Forked(run_id, at, cut)
 
 
-def _fresh(message: MessageEvent) -> MessageEvent:
+def carried_steps(events: Sequence[Event], own_messages: int) -> list[MessageEvent | UsageEvent]:
+    """The run's first ``own_messages`` messages with the usage events among them, in order.
+
+    The usage is what those steps cost: the fork counts it against its budgets, as it
+    counts the copied steps against its step limit (runner/carry.py).
+    """
+    out: list[MessageEvent | UsageEvent] = []
+    seen = 0
+    for event in events:
+        if isinstance(event, MessageEvent):
+            seen += 1
+            if seen > own_messages:
+                break
+            out.append(_fresh(event))
+        elif isinstance(event, UsageEvent) and seen:
+            out.append(_fresh(event))
+    return out
+
+
+def _fresh(message: M) -> M:
     """The message without its stream envelope (the fork's stream gives it a new one)."""
     return message.model_copy(update={"id": "", "ts": "", "epoch": 0})
 

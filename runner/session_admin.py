@@ -10,6 +10,7 @@ import redis
 from runner.client import Client, Submission
 from runner.errors import BadInput, WrongState
 from runner.events import TERMINAL
+from runner.fairness import PRIORITIES
 from runner.keys import SESSION_PATTERN, Keys, check_session
 from runner.purge import purge_run
 from runner.settings import Settings
@@ -148,15 +149,27 @@ def next_turn(client: Client, run_id: str, text: str) -> tuple[str, str]:
     if record.status not in TERMINAL:
         raise WrongState(f"run {run_id} has not ended ({record.status.value})")
     session = record.session or _adopt(store, run_id, record.created_ms, record.updated_ms)
+    # Limits, approvals, window and system prompt come with the turn (runner/carry.py).
+    queue, priority = split_queue(record.queue)
+    tenant = store.redis.hget(store.keys.record(run_id), "key")
     sub = Submission(
         prompt=text,
         model=record.model,
-        queue=record.queue,
-        max_steps=record.max_steps,
+        queue=queue,
+        priority=priority,
+        key=str(tenant or ""),
         script=store.script(run_id) or "",
         session=session,
     )
     return client.submit(sub), session
+
+
+def split_queue(queue: str) -> tuple[str, str]:
+    """A run's RQ queue as the queue and priority it was submitted with (``Q:high``)."""
+    base, _, suffix = queue.rpartition(":")
+    if base and suffix in PRIORITIES and suffix != "normal":
+        return base, suffix
+    return queue, "normal"
 
 
 def _adopt(store: RunStore, run_id: str, created_ms: int, active_ms: int) -> str:

@@ -120,17 +120,25 @@ def test_approvals_park_before_the_tool_and_resume_on_any_worker(
     assert parked.returncode == 5, parked.stdout + parked.stderr
     assert 'needs approval: shell {"command": "echo approved-ran"}' in parked.stdout
     assert [m.role for m in messages(store, run_id)] == ["user", "assistant"]  # not run yet
-    first_worker = store.get(run_id).worker
+    assert store.get(run_id).worker == "w1"
 
     other = write_script(tmp_path / "o.json", [{"content": "quick"}])
-    done = cli("submit", "--model", "scripted", "--script", str(other), "--follow", "meanwhile")
-    assert done.returncode == 0, done.stdout + done.stderr  # the original worker, meanwhile
+    meanwhile = cli.submit("--model", "scripted", "--script", str(other), "meanwhile")
+    done = cli("follow", meanwhile, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert store.get(meanwhile).worker == "w1", "the original worker finished another run"
+    # The original worker is busy now: the approved run resumes on the one that is free.
+    busy = write_script(tmp_path / "b.json", [{"content": "busy", "sleep": 120}])
+    hog = cli.submit("--model", "scripted", "--script", str(busy), "occupy w1")
+    wait_for(lambda: store.get(hog).status is Status.RUNNING, 60, what="w1 to be busy")
     cli.worker("w2")
     approved = cli("approve", run_id)  # another process, any host
     assert approved.returncode == 0, approved.stderr
     # write_file needs approval on these workers (RUNNER_APPROVE_TOOLS): parked again.
     wait_status(store, run_id, Status.WAITING)
     assert store.get(run_id).gate_tool == "write_file"
+    assert store.get(run_id).worker == "w2", "resumed on the free worker"
+    assert cli("cancel", hog).returncode == 0
     results = [m for m in messages(store, run_id) if m.role == "tool"]
     assert [r.content.splitlines()[0] for r in results] == ["approved-ran"]
     denied = cli("deny", run_id, "--reason", "not on prod")
@@ -140,7 +148,6 @@ def test_approvals_park_before_the_tool_and_resume_on_any_worker(
     results = [m for m in messages(store, run_id) if m.role == "tool"]
     assert results[-1].content == "denied by user: not on prod"
     assert [m.content for m in messages(store, run_id) if m.role == "assistant"][-1] == "done"
-    assert first_worker in ("w1", "w2")
 
 
 def race(cli: Cli, *commands: list[str]) -> list[subprocess.CompletedProcess[str]]:

@@ -32,10 +32,6 @@ def transcript(cli: Cli, run_id: str) -> list[dict[str, Any]]:
     return messages
 
 
-def first_message(store: RunStore, run_id: str) -> str:
-    return next(e.content for e in store.events(run_id) if isinstance(e, MessageEvent))
-
-
 def shell(content: str, command: str, sleep: float = 0.0) -> dict[str, Any]:
     return {"content": content, "tool": "shell", "args": {"command": command}, "sleep": sleep}
 
@@ -90,11 +86,13 @@ def test_openai_turn_three_sees_turns_one_and_two(
     cli.worker("w", env={**env, "OPENAI_BASE_URL": url, "OPENAI_API_KEY": "sk-fake-" + "k" * 30})
     ids = []
     for i in range(3):
-        run_id = cli.submit("--session", "ai", "--model", "openai:fake", f"question {i + 1}")
+        own = ["--system", "answer briefly"] if i == 0 else []  # later turns take it over
+        run_id = cli.submit("--session", "ai", *own, "--model", "openai:fake", f"question {i + 1}")
         assert ended(store, run_id) == "succeeded", cli("follow", run_id).stdout
         ids.append(run_id)
     sent = [(m["role"], m["content"]) for m in server.requests[2]["messages"]]
-    assert [m for m in sent if m[0] != "system"] == [
+    assert sent[0] == ("system", "answer briefly")
+    assert sent[1:] == [
         ("user", "question 1"),
         ("assistant", "first answer"),
         ("user", "question 2"),
@@ -202,51 +200,108 @@ def test_purge_leaves_no_key_or_blob(
     assert json.loads(older.stdout)["runs"] == [other]
 
 
-def test_commands_against_each_state(
+# Every scripted answer costs $1: 40 characters are 10 output tokens at $100,000 per 1M.
+PRICES = {"scripted": {"input": 0, "output": 100_000}}
+
+
+def dollar(text: str, tool: str = "", **args: str) -> dict[str, Any]:
+    """A scripted step whose answer costs exactly $1 (with PRICES), calling ``tool``."""
+    step: dict[str, Any] = {"content": text.ljust(40, ".")}
+    return {**step, "tool": tool, "args": args} if tool else step
+
+
+def wait_status(store: RunStore, run_id: str, status: str, timeout: float = 60) -> None:
+    wait_for(lambda: store.get(run_id).status.value == status, timeout, what=f"{run_id} {status}")
+
+
+def said(store: RunStore, run_id: str) -> list[str]:
+    return [
+        e.content.rstrip(".")
+        for e in store.events(run_id)
+        if isinstance(e, MessageEvent) and e.role == "assistant"
+    ]
+
+
+def forks_carry(cli: Cli, store: RunStore, parked_at_limit: str, raised: str) -> None:
+    """A fork is the same turn taken from a cut: it carries what was spent before the
+    cut, so it parks where the source did (one new answer, not two)."""
+    forked = cli("fork", parked_at_limit, "--at", "3")  # user, s0, its result
+    assert forked.returncode == 0, forked.stderr
+    fork = forked.stdout.strip()
+    wait_status(store, fork, "waiting")
+    record = store.get(fork)
+    assert (record.waiting_for, record.cost, said(store, fork)) == ("cost", 2.0, ["s0", "s1"])
+    assert (record.max_cost, record.max_tool_calls, record.approve) == (2.0, 20, "write_file")
+    assert store.redis.get(store.keys.system(fork)) == "be brief"
+    # ... and the limits as they are now: the raised turn 3 forks with its $12.
+    late = cli("fork", raised, "--at", "5").stdout.strip()  # user, s0, result, s1, result
+    assert ended(store, late) == "succeeded"
+    assert (store.get(late).max_cost, store.get(late).cost, said(store, late)) == (
+        12.0,
+        4.0,
+        ["s0", "s1", "s2", "f"],
+    )
+
+
+def test_turns_and_forks_carry_limits_approvals_and_prompt(
     cli: Cli, store: RunStore, env: dict[str, str], tmp_path: Path
 ) -> None:
-    quick = str(write_script(tmp_path / "quick.json", [{"content": "done"}]))
-    slow = str(write_script(tmp_path / "slow.json", [{"content": "thinking", "sleep": 900}]))
-    crash = str(write_script(tmp_path / "crash.json", [{"content": "x", "crash": True}]))
-    cli.worker("w", env={**env, "RUNNER_MAX_DIRTY_RESTARTS": "0"})
-    states = {"succeeded": cli.submit("--script", quick, "ended")}
-    assert ended(store, states["succeeded"]) == "succeeded"
-    states["suspended"] = cli.submit("--script", crash, "crashes")
-    wait_for(lambda: store.get(states["suspended"]).status.value == "suspended", 60)
-    states["running"] = cli.submit("--session", "live", "--script", slow, "runs")
-    wait_for(lambda: store.get(states["running"]).status.value == "running", 60)
-    states["queued"] = cli.submit("--queue", "idle", "--script", quick, "waits in a queue")
-    # Nothing on this branch parks a run as waiting (approvals do): set the status by hand.
-    states["waiting"] = cli.submit("--queue", "idle", "--script", quick, "parked")
-    store.redis.hset(store.keys.record(states["waiting"]), "status", "waiting")
-    store.redis.srem(store.keys.queued, states["waiting"])
-    unknown = "r" + "0" * 18
-    for status, run_id in states.items():
-        assert store.get(run_id).status.value == status
-        forked = cli("fork", run_id, "--at", "1")
-        assert forked.returncode == 0, (status, forked.stderr)
-        assert first_message(store, forked.stdout.strip()) == first_message(store, run_id)
-        purged = cli("purge", run_id)
-        if status == "succeeded":
-            assert purged.returncode == 0, purged.stderr
-        else:
-            assert purged.returncode == 2
-            assert purged.stderr.strip() == (
-                f"error: run {run_id} is {status}, not ended: cancel it first "
-                f"(runner cancel {run_id})"
-            )
-            assert store.get(run_id).status.value == status, "nothing changed"
-    for args in (("fork", unknown, "--at", "1"), ("purge", unknown)):
-        missing = cli(*args)
-        assert (missing.returncode, missing.stderr.strip()) == (2, f"error: no such run: {unknown}")
-    bad = cli("purge", "--older-than", "soon")
-    assert bad.returncode == 2 and bad.stderr.startswith("error: not an age: 'soon'")
-    # A session whose turn runs: listed, renamed, not deleted.
-    info = json.loads(cli("sessions", "--json").stdout.splitlines()[0])
-    assert (info["name"], info["last_status"]) == ("live", "running")
-    renamed = cli("session", "rename", "live", "live2")
-    assert renamed.stdout.strip() == "renamed session live to live2 (1 turns)"
-    assert store.get(states["running"]).session == "live2"
-    refused = cli("session", "delete", "live2")
-    assert refused.returncode == 2 and "has a turn that has not ended" in refused.stderr
-    assert cli("session", "rename", "nope", "x").stderr.strip() == "error: no such session: nope"
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps(PRICES))
+    cli.env["RUNNER_PRICES"] = str(prices)
+    cli.worker("w1")
+    one = write_script(
+        tmp_path / "one.json", [dollar("a0", "shell", command="echo 0"), dollar("f")]
+    )
+    asks = write_script(
+        tmp_path / "asks.json", [dollar("w0", "write_file", path="x", content="1"), dollar("f")]
+    )
+    three = [dollar(f"s{i}", "shell", command=f"echo {i}") for i in range(3)] + [dollar("f")]
+    long = write_script(tmp_path / "long.json", three)
+    given = ["--max-cost", "2", "--max-tool-calls", "20", "--max-steps", "50"]
+    given += ["--max-tokens", "100000", "--max-time", "1h", "--context-tokens", "6000"]
+    first = cli.submit(
+        "--session", "c", *given, "--approve", "write_file", "--system", "be brief",
+        "--script", str(one), "turn 1",
+    )  # fmt: skip
+    assert ended(store, first) == "succeeded"
+    assert store.get(first).cost == 2.0  # $2 of a $2 limit: at the limit, not over it
+
+    # Turn 2 gives none of its own: the limits, the approval list, the window and the
+    # prompt come from turn 1. Spending starts again: with turn 1's $2 counted it could
+    # not make a single model call.
+    second = cli.submit("--session", "c", "--script", str(asks), "turn 2")
+    parked = cli("follow", second, timeout=60)
+    assert parked.returncode == 5, parked.stdout + parked.stderr
+    assert "needs approval: write_file" in parked.stdout, "turn 1's --approve came along"
+    record = store.get(second)
+    assert (record.max_cost, record.max_tool_calls, record.max_steps) == (2.0, 20, 50)
+    assert (record.max_tokens, record.max_time, record.approve) == (100000, 3600.0, "write_file")
+    assert store.redis.hget(store.keys.record(second), "context_tokens") == "6000"
+    assert store.redis.get(store.keys.system(second)) == "be brief"
+    assert cli("approve", second).returncode == 0
+    assert ended(store, second) == "succeeded" and store.get(second).cost == 2.0
+
+    # Turn 3 meets turn 1's $2 limit on its own spending, is raised, and finishes.
+    third = cli.submit("--session", "c", "--script", str(long), "turn 3")
+    wait_status(store, third, "waiting")
+    assert (store.get(third).waiting_for, said(store, third)) == ("cost", ["s0", "s1"])
+    assert cli("resume", third, "--add-cost", "10").returncode == 0
+    assert ended(store, third) == "succeeded"
+    assert (store.get(third).max_cost, store.get(third).cost) == (12.0, 4.0)
+
+    # send starts turn 4 with what the conversation was given ($2), not turn 3's raise.
+    sent = cli("send", third, "turn 4")
+    assert sent.returncode == 0, sent.stderr
+    fourth = sent.stdout.strip()
+    wait_status(store, fourth, "waiting")
+    assert (store.get(fourth).max_cost, said(store, fourth)) == (2.0, ["s0", "s1"])
+
+    forks_carry(cli, store, parked_at_limit=fourth, raised=third)
+
+    # A submit that gives its own limit keeps it; the rest still come along.
+    assert cli("cancel", fourth).returncode == 0
+    fifth = cli.submit("--session", "c", "--max-cost", "5", "--script", str(long), "turn 5")
+    assert ended(store, fifth) == "succeeded"
+    record = store.get(fifth)
+    assert (record.max_cost, record.cost, record.max_tool_calls) == (5.0, 4.0, 20)
