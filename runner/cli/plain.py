@@ -12,6 +12,7 @@ width), goes through rich.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING, Any
@@ -36,13 +37,21 @@ def unstyled(part: str, _: str) -> str:
     return part
 
 
+@functools.cache
+def _start(style: str) -> str:
+    """The SGR sequence that opens ``style`` (a few styles, asked for on every event)."""
+    words = style.split()
+    codes = [_SGR[w] for w in _SGR if w in words] + [_COLOUR[w] for w in words if w in _COLOUR]
+    return f"\x1b[{';'.join(codes)}m"
+
+
 def sgr(part: str, style: str) -> str:
     """A terminal: the part wrapped in its SGR codes, line by line, as rich writes it."""
     if not part:
         return ""
-    words = style.split()
-    codes = [_SGR[w] for w in _SGR if w in words] + [_COLOUR[w] for w in words if w in _COLOUR]
-    start = f"\x1b[{';'.join(codes)}m"
+    start = _start(style)
+    if "\n" not in part:
+        return f"{start}{part}\x1b[0m"
     return "\n".join(f"{start}{line}\x1b[0m" if line else "" for line in part.split("\n"))
 
 
