@@ -131,7 +131,7 @@ def dev(n: int, queues: tuple[str, ...]) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
-@click.option("--quick", is_flag=True, help="Fewer, smaller samples (about a minute and a half).")
+@click.option("--quick", is_flag=True, help="Fewer, smaller samples (about a minute).")
 @click.option(
     "--section",
     "sections",
