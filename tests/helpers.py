@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -84,3 +84,20 @@ def debian_package(package: str, installed: Callable[[], bool]) -> str | None:
 
 def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, check=False)
+
+
+def run_at_once(
+    env: dict[str, str], commands: Sequence[Sequence[str]], timeout: float = 120
+) -> list[subprocess.CompletedProcess[str]]:
+    """Start ``runner`` with each argument list at once (a process each); their results."""
+    procs = [
+        subprocess.Popen(
+            [*RUNNER, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for args in commands
+    ]
+    done = []
+    for proc, args in zip(procs, commands, strict=True):
+        out, err = proc.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess(list(args), proc.returncode, out, err))
+    return done

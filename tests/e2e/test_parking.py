@@ -18,7 +18,7 @@ import pytest
 from runner.events import MessageEvent, Status, StatusEvent
 from runner.store import RunStore
 from tests.conftest import Cli
-from tests.helpers import RUNNER, wait_for, write_script
+from tests.helpers import run_at_once, wait_for, write_script
 
 # Every scripted answer costs $1: 40 characters are 10 output tokens at $100,000 per 1M.
 PRICES = {"scripted": {"input": 0, "output": 100_000}}
@@ -152,17 +152,7 @@ def test_approvals_park_before_the_tool_and_resume_on_any_worker(
 
 def race(cli: Cli, *commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
     """Start the commands at once (each its own process) and wait for all of them."""
-    procs = [
-        subprocess.Popen(
-            [*RUNNER, *args], env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for args in commands
-    ]
-    done = []
-    for proc, args in zip(procs, commands, strict=True):
-        out, err = proc.communicate(timeout=60)
-        done.append(subprocess.CompletedProcess(args, proc.returncode, out, err))
-    return done
+    return run_at_once(cli.env, commands, timeout=60)
 
 
 def parked_for_approval(cli: Cli, store: RunStore, script: Path) -> str:

@@ -20,7 +20,7 @@ import pytest
 from runner.events import MessageEvent
 from runner.store import RunStore
 from tests.conftest import Cli
-from tests.helpers import RUNNER, wait_for, write_script
+from tests.helpers import RUNNER, run_at_once, wait_for, write_script
 
 pytestmark = pytest.mark.slow
 UNKNOWN = "r" + "0" * 18
@@ -30,17 +30,7 @@ STATES = (*LIVE, "ended", "unknown")
 
 def run_all(cli: Cli, commands: Sequence[Sequence[str]]) -> list[subprocess.CompletedProcess[str]]:
     """Run the commands at once (each its own process); their results, in order."""
-    procs = [
-        subprocess.Popen(
-            [*RUNNER, *args], env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for args in commands
-    ]
-    done = []
-    for proc, args in zip(procs, commands, strict=True):
-        out, err = proc.communicate(timeout=120)
-        done.append(subprocess.CompletedProcess(list(args), proc.returncode, out, err))
-    return done
+    return run_at_once(cli.env, commands)
 
 
 def shown(state: str) -> str:
