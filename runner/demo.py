@@ -123,12 +123,16 @@ def run(settings: Settings, console: Console) -> int:
 def _follow(client: Client, console: Console, run_id: str, workers: list[LocalWorker]) -> list[Any]:
     seen: list[Any] = []
     stopped = False
-    for event in client.follow(run_id):
-        render.event(console, event)
-        seen.append(event)
-        assistants = sum(1 for e in seen if isinstance(e, MessageEvent) and e.role == "assistant")
-        if not stopped and assistants == SIGTERM_AFTER and _is_tool_result(event):
-            stopped = _stop_current(client, console, run_id, workers)
+    for batch in client.follow_batches(run_id):
+        # A batch at a time, as `runner follow` draws it: a step's usage folds into it.
+        render.events(console, batch)
+        for event in batch:
+            seen.append(event)
+            assistants = sum(
+                1 for e in seen if isinstance(e, MessageEvent) and e.role == "assistant"
+            )
+            if not stopped and assistants == SIGTERM_AFTER and _is_tool_result(event):
+                stopped = _stop_current(client, console, run_id, workers)
     return seen
 
 

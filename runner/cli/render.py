@@ -140,7 +140,9 @@ def _usage(stamp: Text, ev: UsageEvent) -> Text:
 def _workspace(stamp: Text, ev: WorkspaceEvent) -> Text:
     mib = ev.bytes / (1024 * 1024)
     text = stamp + Text(
-        f"workspace: {len(ev.changes)} changed, {ev.files} files, {mib:.2f} MiB", "dim"
+        f"workspace: {len(ev.changes)} changed, {ev.files} file{'' if ev.files == 1 else 's'}, "
+        f"{mib:.2f} MiB",
+        "dim",
     )
     if ev.note:
         text.append(f" ({visible(ev.note)})", "yellow")
