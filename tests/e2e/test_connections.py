@@ -266,10 +266,18 @@ def test_turn_survives_the_primary_killed_mid_turn(
     assert record(new, run_id)["epoch"] == "1"  # one attempt, carried across the failover
     store = RunStore(new, Keys())
     assert_each_step_once(store, run_id, n)
-    # The follower reattached by itself: every event once, none missed.
+    # The follower reattached by itself: every event once, none missed. It reads the
+    # primary, so it may also have printed the one commit the old primary held but had
+    # not replicated when it died (unacknowledged: the turn redid that step on the new
+    # primary, docs/failover.md). Such events can only be one commit's, side by side.
     stream = [e.id for e in store.events(run_id)]
     seen = follow_ids(re.sub(r"^(?!\{).*$", "", follower.output(), flags=re.M))
-    assert seen == stream
+    assert len(set(seen)) == len(seen), "an event printed twice"
+    assert [i for i in seen if i in set(stream)] == stream, "a committed event missed"
+    lost = [k for k, i in enumerate(seen) if i not in set(stream)]
+    if lost:
+        assert len(lost) <= 3, (seen, stream)
+        assert lost == list(range(lost[0], lost[0] + len(lost))), (seen, stream)
 
 
 def waitaof_calls(client: redis.Redis) -> int:
