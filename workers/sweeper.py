@@ -13,6 +13,7 @@ and a run whose record does not validate is logged and left alone.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -22,7 +23,7 @@ from rq import Queue
 
 from runner import fairness, purge, queueing, sessions
 from runner.events import Status
-from runner.keys import is_run_id
+from runner.keys import RUN_ID_PATTERN, is_run_id
 from runner.settings import Settings
 from runner.store import RunStore, cut
 from runner.workspace.retention import sweep_blob_store
@@ -88,7 +89,7 @@ def drop_malformed(store: RunStore) -> int:
 
 def _lua_id_pattern() -> str:
     """keys.RUN_ID_PATTERN as a Lua pattern (Lua has no {n} counts: the classes repeat)."""
-    return "^r" + "[0-9a-v]" * 10 + "[0-9a-f]" * 8 + "$"
+    return re.sub(r"(\[[^\]]+\])\{(\d+)\}", lambda m: m[1] * int(m[2]), RUN_ID_PATTERN.pattern)
 
 
 _MALFORMED_NAMES = (
