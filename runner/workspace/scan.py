@@ -348,7 +348,10 @@ def _read(path: str) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise FileNotFoundError(path)
-        chunks = [os.read(fd, max(st.st_size, 1) + 1)]  # one read when the size holds
+        data = os.read(fd, st.st_size + 1)  # one byte more than it holds: its end is seen
+        if len(data) == st.st_size:
+            return data
+        chunks = [data]  # it grew since the fstat, or the read came back short: read on
         while chunks[-1]:
             chunks.append(os.read(fd, 1 << 20))
         return b"".join(chunks)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import struct
 from collections.abc import Callable
 
 log = logging.getLogger("runner.workspace")
@@ -44,8 +45,28 @@ try:  # Linux only; anywhere else every step walks the tree.
     )
     _LOST = _f.Q_OVERFLOW | _f.MOVE_SELF | _f.UNMOUNT
     _MOVED_DIR = (_f.MOVED_FROM | _f.MOVED_TO, _f.ISDIR)
+    _IGNORED = int(_f.IGNORED)
 except (ImportError, OSError):  # pragma: no cover - not Linux, or no libc inotify
     INotify = None
+
+
+# One inotify event: wd, mask, cookie, name length, then the name (NUL-padded).
+_HEAD = struct.Struct("iIII")
+# What one read asks for: a step's events fit many times over. The kernel never splits an
+# event across reads, and a read that comes back short of this emptied the queue then.
+READ_BYTES = 64 * 1024
+
+
+def parse(data: bytes) -> list[tuple[int, int, str]]:
+    """The (wd, mask, name) of each event in ``data``, as read from an inotify descriptor."""
+    out: list[tuple[int, int, str]] = []
+    pos, end, head = 0, len(data), _HEAD.size
+    while pos < end:
+        wd, mask, _cookie, size = _HEAD.unpack_from(data, pos)
+        pos += head + size
+        name = data[pos - size : pos].rstrip(b"\0") if size else b""
+        out.append((wd, mask, os.fsdecode(name)))
+    return out
 
 
 class Watcher:
@@ -99,7 +120,7 @@ class Watcher:
         def note(wd: int, mask: int, name: str, rel: str | None) -> None:
             if mask & _LOST or (mask & _MOVED_DIR[0] and mask & _MOVED_DIR[1]):
                 self.lost = True
-            elif mask & _f.IGNORED:
+            elif mask & _IGNORED:
                 self._paths.pop(wd, None)
             elif rel is None:
                 return  # a watch already dropped
@@ -119,15 +140,18 @@ class Watcher:
         return None if self.lost else dirty
 
     def _drain(self, note: Callable[[int, int, str, str | None], None]) -> None:
+        # One read() on the non-blocking descriptor, and more only while they come back
+        # full: a step that changed one file costs one system call here.
+        fd, paths = self._inotify.fileno(), self._paths
         while True:
             try:
-                events = self._inotify.read(timeout=0)
+                data = os.read(fd, READ_BYTES)
             except BlockingIOError:
                 return
-            if not events:
+            for wd, mask, name in parse(data):
+                note(wd, mask, name, paths.get(wd))
+            if len(data) < READ_BYTES - _HEAD.size - 256:  # short of what one more could need
                 return
-            for event in events:
-                note(event.wd, event.mask, event.name, self._paths.get(event.wd))
 
     def close(self) -> None:
         self._inotify.close()

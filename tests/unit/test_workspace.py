@@ -299,6 +299,37 @@ def test_a_watched_scan_lists_nothing_when_nothing_changed(
     scanner.close()
 
 
+def test_a_watched_scan_sees_a_burst_larger_than_one_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More events than one read of the inotify queue holds: every file is seen."""
+    from runner.workspace import watch
+
+    monkeypatch.setattr(watch, "READ_BYTES", 4096)  # a few dozen events a read
+    root = tree(tmp_path / "ws")
+    scanner = Scanner(root, 64 * MiB, watch=True)
+    scanner.scan()
+    reads: list[int] = []
+    real_read = os.read
+
+    def counted(fd: int, n: int) -> bytes:
+        data = real_read(fd, n)
+        reads.append(len(data))
+        return data
+
+    names = {f"d/{'n' * 200}{i:04d}" for i in range(300)}  # long names: big events
+    for name in names:
+        (root / name).write_text("x")
+    monkeypatch.setattr("runner.workspace.watch.os.read", counted)
+    found = scanner.update()
+    monkeypatch.undo()
+    assert found.touched is not None, "the update walked everything instead"
+    assert names <= found.touched and names <= set(found.entries)
+    assert len(reads) > 10, reads  # it took many reads, and stopped at a short one
+    assert found.entries == Scanner(root, 64 * MiB).scan().entries
+    scanner.close()
+
+
 def _random_edit(rng: random.Random, root: Path, i: int) -> str:
     """One random change to the tree under ``root``; its name."""
     dirs = [root, *[p for p in root.rglob("*") if p.is_dir() and not p.is_symlink()]]
