@@ -210,7 +210,7 @@ def _restore(b: Bench, cp: Checkpoint, blobs: RedisBlobs, total: int) -> list[Fi
                 "bare HMGET of the bytes",
                 Spread.of(reads),
                 goal="<= 2",
-                note=f"{what} onto {where}: fetch, verify, write, rescan",
+                note=f"{what} onto {where}: scan, fetch, check, write",
             ),
             Figure(
                 f"restore, {label}, against bare writes",

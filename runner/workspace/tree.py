@@ -2,13 +2,13 @@
 
 Every path is checked before it is used. The store is asked whether it holds every
 blob before anything is written, so a missing (purged) blob leaves the directory as it
-was. Contents then come in chunks, written while the next chunk is on the wire; each
-blob is hashed just before it is written (one pass over bytes already in the cache, no
-copy), so a corrupt blob is never written: it stops the restore with an error naming
-it, and what was written before it is exactly the manifest's. Directories come first,
-files next, symlinks last, and every write goes through directories this code made real
-(a symlink in the way is removed, never followed): nothing is written outside the
-target directory.
+was. Contents then come in chunks, the next one asked for before this one is written
+(see ``Blobs.fetch``); each blob is checked just before it is written (its size
+always, its hash when the store asks for it: see ``Blobs.trusted``), so a damaged blob
+is never written: it stops the restore with an error naming it, and what was written
+before it is exactly the manifest's. Directories come first, files next, symlinks last,
+and every write goes through directories this code made real (a symlink in the way is
+removed, never followed): nothing is written outside the target directory.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ import itertools
 import os
 import shutil
 import stat
-from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,11 +26,6 @@ from runner.events import WorkspaceChange
 from runner.workspace.blobs import Blobs, verified
 from runner.workspace.manifest import Manifest, check_entry
 
-# Chunks hashed and written at once while the calling thread fetches the next: hashing
-# and writing release the GIL, and creating a file may wait on the disk (milliseconds on
-# some filesystems), so more writers than cores.
-WRITERS = 4
-AHEAD = 2 * WRITERS  # chunks fetched and not yet written, at most (bounds the memory)
 Facts = tuple[int, int, int, int]  # as the scanner keeps them: size, mtime_ns, inode, mode
 Progress = Callable[[int, int], None]  # (files written so far, files to write in all)
 
@@ -64,7 +57,31 @@ def materialize(
         if entry.kind == "file":
             wanted.setdefault(entry.hash or "", entry.size or 0)
     chunks = blobs.fetch(list(wanted.items()))
-    first = next(chunks, {})  # a blob the store lacks fails here, before any write
+    first = next(chunks, None)  # a blob the store lacks fails here, before any write
+    files, links = _plan(root, todo)
+    count = sum(len(where) for where in files.values())
+    check = _checker(blobs, wanted)
+    umask = _umask()
+    facts: dict[str, Facts] = {}
+    for chunk in itertools.chain([first] if first is not None else [], chunks):
+        _write_chunk(chunk, files, check, umask, facts)  # the next chunk is on the wire
+        if progress is not None:
+            progress(len(facts), count)
+    for target, entry in links:  # last: no file write can go through a link made here
+        _remove(target)
+        os.symlink(entry.target or "", target)
+    # Directories were kept writable while their entries went in; now their own modes
+    # (a read-only directory comes back read-only), deepest first.
+    for entry in sorted(todo, key=lambda e: -e.path.count("/")):
+        if entry.kind == "dir" and entry.mode is not None and entry.mode & 0o700 != 0o700:
+            os.chmod(root / entry.path, entry.mode)
+    return Written(len(facts), sum(f[0] for f in facts.values()), facts)
+
+
+def _plan(
+    root: Path, todo: list[WorkspaceChange]
+) -> tuple[dict[str, list[tuple[str, WorkspaceChange]]], list[tuple[Path, WorkspaceChange]]]:
+    """Directories made (each parent real); where each hash's files go; the links."""
     root.mkdir(parents=True, exist_ok=True)
     made: set[str] = set()  # parents already made real in this call
     files: dict[str, list[tuple[str, WorkspaceChange]]] = {}  # hash -> where it goes
@@ -83,58 +100,26 @@ def materialize(
             files.setdefault(entry.hash or "", []).append((str(target), entry))
         else:
             links.append((target, entry))
-    count = sum(len(where) for where in files.values())
-    facts = _write_files(
-        itertools.chain([first], chunks), files, blobs.where, _umask(), count, progress
-    )
-    for target, entry in links:  # last: no file write can go through a link made here
-        _remove(target)
-        os.symlink(entry.target or "", target)
-    # Directories were kept writable while their entries went in; now their own modes
-    # (a read-only directory comes back read-only), deepest first.
-    for entry in sorted(todo, key=lambda e: -e.path.count("/")):
-        if entry.kind == "dir" and entry.mode is not None and entry.mode & 0o700 != 0o700:
-            os.chmod(root / entry.path, entry.mode)
-    return Written(len(facts), sum(f[0] for f in facts.values()), facts)
+    return files, links
 
 
-def _write_files(
-    chunks: Iterable[dict[str, bytes]],
+def _checker(blobs: Blobs, sizes: dict[str, int]) -> Callable[[str, bytes | None], bytes]:
+    """What each fetched blob passes before it is written."""
+    rehash = not blobs.trusted
+    return lambda digest, data: verified(digest, data, blobs.where, sizes[digest], rehash)
+
+
+def _write_chunk(
+    chunk: dict[str, bytes],
     files: dict[str, list[tuple[str, WorkspaceChange]]],
-    where: str,
+    check: Callable[[str, bytes | None], bytes],
     umask: int | None,
-    count: int,
-    progress: Progress | None,
-) -> dict[str, Facts]:
-    """Each chunk hashed and written on a writer thread while the next one is fetched."""
-
-    def write(chunk: dict[str, bytes]) -> dict[str, Facts]:
-        out: dict[str, Facts] = {}
-        for digest, data in chunk.items():
-            verified(digest, data, where)
-            for target, entry in files.get(digest, ()):
-                out[entry.path] = _write_file(target, data, entry.mode, umask)
-        return out
-
-    facts: dict[str, Facts] = {}
-    pending: deque[Future[dict[str, Facts]]] = deque()
-
-    def landed() -> None:
-        facts.update(pending.popleft().result())
-        if progress is not None:
-            progress(len(facts), count)
-
-    pool = ThreadPoolExecutor(WRITERS)
-    try:
-        for chunk in chunks:  # the next chunk is read while the writers work
-            pending.append(pool.submit(write, chunk))
-            while len(pending) > AHEAD or (pending and pending[0].done()):
-                landed()
-        while pending:
-            landed()
-    finally:
-        pool.shutdown(cancel_futures=True)  # a failed chunk: the rest is not written
-    return facts
+    facts: dict[str, Facts],
+) -> None:
+    for digest, data in chunk.items():
+        check(digest, data)
+        for target, entry in files.get(digest, ()):
+            facts[entry.path] = _write_file(target, data, entry.mode, umask)
 
 
 def prune(root: Path, keep: Manifest, present: Iterable[str]) -> int:
@@ -147,8 +132,11 @@ def prune(root: Path, keep: Manifest, present: Iterable[str]) -> int:
     return removed
 
 
+_ORDER = {"dir": 0, "file": 1, "link": 2}
+
+
 def _order(entry: WorkspaceChange) -> int:
-    return {"dir": 0, "file": 1, "link": 2}.get(entry.kind, 3)
+    return _ORDER.get(entry.kind, 3)
 
 
 def _clear_way(root: Path, path: str, made: set[str]) -> Path:

@@ -152,3 +152,25 @@ def test_a_sweep_removes_the_blobs_of_runs_that_expired_and_only_those(
     assert sweep_blob_store(store, settings, force=True) == 1
     redis_store = Settings(workspace_store="redis", prefix=store.keys.prefix)
     assert sweep_blob_store(store, redis_store, force=True) == 0
+
+
+def test_a_restore_left_midway_leaves_the_connection_clean(
+    store: RunStore, server: Server, tmp_path: Path
+) -> None:
+    """A restore stopped between chunks (a write failed) has a reply still on its way:
+    the client must not hand that connection to the next command."""
+    settings = on(server)
+    blobs = open_blobs(settings, store.redis, store.keys, new_run_id())
+    contents = {f"f{i:03d}": bytes([i]) * 300_000 for i in range(12)}  # a few chunks
+    blobs.put({hashlib.sha256(d).hexdigest(): d for d in contents.values()})
+    wanted = [(hashlib.sha256(d).hexdigest(), len(d)) for d in contents.values()]
+    chunks = blobs.fetch(wanted)
+    first = next(chunks)
+    assert len(first) < len(wanted), "one chunk: nothing was left in flight"
+    chunks.close()  # as a failed write leaves it
+    again = {digest: data for chunk in blobs.fetch(wanted) for digest, data in chunk.items()}
+    assert again == {hashlib.sha256(d).hexdigest(): d for d in contents.values()}
+    entries = [change(path, data) for path, data in contents.items()]
+    materialize(tmp_path / "out", entries, blobs)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == contents
+    blobs.delete_run()

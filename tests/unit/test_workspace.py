@@ -63,6 +63,31 @@ def test_bad_paths_are_refused(bad: str) -> None:
         check_path(bad)
 
 
+def test_the_one_match_path_check_agrees_with_the_part_by_part_rules() -> None:
+    """check_path answers most paths with one regex; the rules it stands for, spelled out,
+    must give the same answer on every path of a small alphabet (every edge it has)."""
+
+    def by_parts(path: str) -> bool:
+        return (
+            bool(path)
+            and "\x00" not in path
+            and "\\" not in path
+            and not any(part in ("", ".", "..") for part in path.split("/"))
+        )
+
+    alphabet = ["a", ".", "/", "\x00", "\\", "é"]
+    paths = [""]
+    for _ in range(5):
+        paths += [p + c for p in paths[-(6**_) :] for c in alphabet]
+    paths += ["a" * 4096, "a" * 4097, "a/" * 2000 + "..", "..a/b..", ".git/x", "a/..."]
+    for path in paths:
+        try:
+            accepted = check_path(path) == path
+        except WorkspaceError:
+            accepted = False
+        assert accepted == (by_parts(path) and len(path) <= 4096), repr(path)
+
+
 @pytest.mark.parametrize(("path", "target"), [("l", "/etc"), ("l", ".."), ("d/l", "../../x")])
 def test_links_that_leave_are_refused(path: str, target: str) -> None:
     with pytest.raises(WorkspaceError, match="refused"):

@@ -6,10 +6,13 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 import fakeredis
 import pytest
+import redis
 from redis.sentinel import SentinelConnectionPool
 
 from runner.connection import connect
@@ -101,15 +104,29 @@ def test_one_blob_missing_among_many_writes_nothing(
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("store", "damage"),
+    [
+        # The run's own Redis blobs are checked by size (blobs.py says why): cut short.
+        ("redis", lambda data: data[:-1]),
+        # A shared store's are hashed too: the same length, one byte flipped.
+        ("file", lambda data: bytes([data[0] ^ 1]) + data[1:]),
+    ],
+)
 def test_a_corrupt_blob_is_never_written_and_stops_the_restore(
-    tmp_path: Path, small_chunks: None
+    tmp_path: Path, small_chunks: None, store: str, damage: Callable[[bytes], bytes]
 ) -> None:
     src = tmp_path / "src"
     entries = many(src)
-    blobs = RedisBlobs(fakeredis.FakeRedis(), Keys().blobs(new_run_id()))
+    run_id = new_run_id()
+    blobs: Blobs = (
+        RedisBlobs(fakeredis.FakeRedis(), Keys().blobs(run_id))
+        if store == "redis"
+        else FsspecBlobs(f"file://{tmp_path / 'store'}", "runner", run_id)
+    )
     stored = {sha(p.read_bytes()): p.read_bytes() for p in src.rglob("*") if p.is_file()}
     bad = entries["d3/f059"]
-    stored[bad.hash or ""] = b"not what was hashed"
+    stored[bad.hash or ""] = damage(stored[bad.hash or ""])
     blobs.put(stored)
     out = tmp_path / "out"
     with pytest.raises(WorkspaceError, match="corrupt"):
@@ -119,6 +136,39 @@ def test_a_corrupt_blob_is_never_written_and_stops_the_restore(
         if path.is_file():
             entry = entries[str(path.relative_to(out))]
             assert sha(path.read_bytes()) == entry.hash
+
+
+class FailingMidway:
+    """The run's Redis blobs, with the connection lost after ``good`` chunks."""
+
+    def __init__(self, inner: RedisBlobs, good: int) -> None:
+        self.inner, self.good, self.served = inner, good, 0
+        self.inline, self.trusted, self.where = inner.inline, inner.trusted, inner.where
+
+    def fetch(self, wanted: Sequence[tuple[str, int]]) -> Iterator[dict[str, bytes]]:
+        for chunk in self.inner.fetch(wanted):
+            if self.served == self.good:
+                raise redis.ConnectionError("Connection reset by peer")
+            self.served += 1
+            yield chunk
+
+
+def test_a_fetch_that_fails_midway_stops_the_restore_with_its_error(
+    tmp_path: Path, small_chunks: None
+) -> None:
+    src = tmp_path / "src"
+    entries = many(src)
+    inner = RedisBlobs(fakeredis.FakeRedis(), Keys().blobs(new_run_id()))
+    inner.put({sha(p.read_bytes()): p.read_bytes() for p in src.rglob("*") if p.is_file()})
+    blobs = FailingMidway(inner, good=3)
+    out = tmp_path / "out"
+    with pytest.raises(redis.ConnectionError, match="reset by peer"):
+        materialize(out, entries.values(), cast(Blobs, blobs))
+    assert blobs.served == 3
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert written, "nothing was written before the failure: the test proves nothing"
+    for path in written:
+        assert sha(path.read_bytes()) == entries[str(path.relative_to(out))].hash
 
 
 # -- the bytes client -----------------------------------------------------------------------
