@@ -187,7 +187,7 @@ def _restore(b: Bench, cp: Checkpoint, blobs: RedisBlobs, total: int) -> list[Fi
         restores: list[float] = []
         reads: list[float] = []
         writes: list[float] = []
-        for i in range(5):  # each restore beside a bare read of the same bytes
+        for i in range(7):  # each restore beside a bare read of the same bytes
             fresh = base / f"fresh{i}"
             t0 = time.perf_counter()
             restorer = Checkpoint(fresh, blobs, cp.manifest, 1 << 30, ())
