@@ -29,12 +29,11 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Iterable, Sequence
-from importlib import resources
 from typing import Any, Literal
 
 import redis
 
-from runner import queueing
+from runner import queueing, scripts
 from runner.errors import BadInput
 from runner.events import Status
 from runner.keys import Keys, check_tenant, is_run_id
@@ -67,9 +66,7 @@ def listen_order(queues: Sequence[str]) -> list[str]:
 def _script(client: redis.Redis) -> Any:
     script = _SCRIPTS.get(client)
     if script is None:
-        names = ", ".join(f"{n} = KEYS[{i}]" for i, n in enumerate(SLOT_KEYS, 1))
-        body = (resources.files("runner") / "lua" / "slots.lua").read_text()
-        source = f"local S = {{{names}}}\n{body}"
+        source = f"{scripts.keys_table('S', SLOT_KEYS)}\n{scripts.source('slots')}"
         script = _SCRIPTS[client] = client.register_script(source)
     return script
 

@@ -18,11 +18,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from importlib import resources
 from typing import Any
 
 import redis
 
+from runner import scripts
 from runner.errors import BadInput, Damaged, NoSuchRun, StaleEpoch
 from runner.events import TERMINAL, Event, Status, decode, encode
 from runner.keys import RUN_KEYS, SCRIPT_KEYS, Keys, check_run_id, is_run_id
@@ -38,15 +38,12 @@ LIST_PAGE = 500
 
 def key_names() -> str:
     """The Lua lines that name the KEYS, generated from ``SCRIPT_KEYS``."""
-    slots = ", ".join(f"{name} = KEYS[{i}]" for i, name in enumerate(SCRIPT_KEYS, 1))
     run = ", ".join(f"K.{name}" for name in RUN_KEYS)
-    return f"local K = {{{slots}}}\nlocal RUN = {{{run}}}\n"
+    return f"{scripts.keys_table('K', SCRIPT_KEYS)}\nlocal RUN = {{{run}}}\n"
 
 
 def _load_script(name: str) -> str:
-    lua = resources.files("runner") / "lua"
-    prelude = (lua / "prelude.lua").read_text()
-    return key_names() + prelude + "\n" + (lua / f"{name}.lua").read_text()
+    return key_names() + scripts.source("prelude") + "\n" + scripts.source(name)
 
 
 @dataclass(frozen=True)

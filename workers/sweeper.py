@@ -15,13 +15,12 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 import redis
 from rq import Queue
 
-from runner import fairness, purge, queueing, sessions
+from runner import fairness, purge, queueing, scripts, sessions
 from runner.events import Status
 from runner.keys import RUN_ID_PATTERN, is_run_id
 from runner.settings import Settings
@@ -93,8 +92,7 @@ def _lua_id_pattern() -> str:
 
 
 _MALFORMED_NAMES = (
-    "local M = {active = KEYS[1], queued = KEYS[2], runs = KEYS[3]}\n"
-    f"local ID = '{_lua_id_pattern()}'"
+    f"{scripts.keys_table('M', ('active', 'queued', 'runs'))}\nlocal ID = '{_lua_id_pattern()}'"
 )
 _LOST_NAMES = "local L = {queued = KEYS[1], deferred = KEYS[2], queues = {unpack(KEYS, 3)}}"
 
@@ -104,8 +102,7 @@ def _script(name: str, header: str, client: redis.Redis) -> Any:
     with whichever client the sweep has)."""
     script = _SCRIPTS.get(name)
     if script is None:
-        body = (resources.files("runner") / "lua" / f"{name}.lua").read_text()
-        script = _SCRIPTS[name] = client.register_script(f"{header}\n{body}")
+        script = _SCRIPTS[name] = client.register_script(f"{header}\n{scripts.source(name)}")
     return script
 
 
