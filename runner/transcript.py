@@ -37,6 +37,9 @@ class Transcript:
     - ``pending``: tool calls of the last assistant message that have no result yet.
     - ``requeue_reason``: the reason of the last ``queued`` status (why the previous
       attempt ended), empty if none.
+    - ``answered``: the last message is a final answer (no tool calls) that one of this
+      run's attempts committed: an attempt that died between committing it and ending
+      the run leaves the turn done, with nothing to ask the model again.
     - ``seen`` and ``last_id``: how many events were folded and the stream id of the last,
       the cursor for fenced commits and for reading what came after.
     """
@@ -48,6 +51,7 @@ class Transcript:
     seen: int = 0
     last_id: str = "-"
     view: View = field(default_factory=View)
+    answered: bool = False
     _answered: bool = False  # the last event folded was an assistant message
 
     @classmethod
@@ -91,6 +95,9 @@ class Transcript:
         message = to_openai(event)
         self.messages.append(message)
         self.view.message(message)
+        # Epoch 0 is what the run was created with (a fork's copied messages): never an
+        # attempt's answer, so a fork cut after a final answer still goes on.
+        self.answered = event.role == "assistant" and not event.tool_calls and event.epoch > 0
         if event.role == "assistant":
             self._answered = True
             self.own_steps += 1

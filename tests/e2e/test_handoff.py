@@ -22,7 +22,7 @@ from rq.queue import Queue
 from rq.worker import Worker, WorkerStatus
 
 from runner import queueing
-from runner.events import MessageEvent, Status, StatusEvent, ToolCallOut, WorkspaceEvent
+from runner.events import Event, MessageEvent, Status, StatusEvent, ToolCallOut, WorkspaceEvent
 from runner.keys import Keys, new_run_id
 from runner.settings import Settings
 from runner.store import RunRecord, RunStore
@@ -532,6 +532,49 @@ def test_resume_repairs_a_tool_call_without_result(
     assert messages == expected_transcript(steps, {0: result})
     # A call that may have had effects is never run a second time.
     assert not (workspace / "written.txt").exists()
+    assert statuses(store, run_id)[-2:] == [
+        ("running", "w1", None, 2),
+        ("succeeded", "w1", "final answer", 2),
+    ]
+
+
+def test_a_final_answer_committed_by_a_lost_attempt_ends_the_turn(
+    cli: Cli, store: RunStore, server: Server
+) -> None:
+    """An attempt committed the final answer and was lost before it ended the run (a
+    frozen worker whose lease ran out, seen in the soak): the next attempt ends the run
+    with that answer; it does not ask the model again (a second answer, paid twice)."""
+    steps: list[dict[str, Any]] = [
+        {"content": "step 0", "tool": "shell", "args": {"command": "echo out-0"}},
+        {"content": "All done."},
+    ]
+    run_id = new_run_id()
+    fields = {"queue": "default", "model": "scripted", "max_steps": "10", "title": PROMPT}
+    first: list[Event] = [
+        StatusEvent(status=Status.QUEUED, reason="submitted"),
+        MessageEvent(role="user", content=PROMPT),
+    ]
+    store.create(run_id, fields, first, json.dumps({"steps": steps}))
+    epoch = store.claim(run_id, "ghost", 30)
+    assert epoch == 1
+    call = ToolCallOut(id="call_0", name="shell", arguments=steps[0]["args"])
+    committed = [
+        MessageEvent(role="assistant", content="step 0", tool_calls=[call]),
+        MessageEvent(
+            role="tool", content="out-0\nexit code 0", tool_call_id="call_0", name="shell"
+        ),
+        MessageEvent(role="assistant", content="All done."),
+    ]
+    for event in committed:
+        store.commit(run_id, epoch, [event], seen=len(store.events(run_id)))
+    store.requeue_dead(run_id, "lease expired", 3, epoch=epoch, lease_gone=False)
+    queueing.push_front(server.client(decode=False), run_id, "default", 3600)
+
+    cli.worker("w1")
+
+    assert wait_done(store, run_id).status is Status.SUCCEEDED
+    assert transcript(cli, run_id) == expected_transcript(steps, {0: "out-0\nexit code 0"})
+    assert not [e for e in store.events(run_id) if e.epoch == 2 and not isinstance(e, StatusEvent)]
     assert statuses(store, run_id)[-2:] == [
         ("running", "w1", None, 2),
         ("succeeded", "w1", "final answer", 2),

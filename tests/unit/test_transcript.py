@@ -136,3 +136,25 @@ def test_steps_are_counted_apart_from_what_the_model_is_sent() -> None:
     transcript.add([assistant("done")])
     assert transcript.own_steps == 2
     assert [m["role"] for m in transcript.messages] == ["system", "assistant"]
+
+
+def at(epoch: int, event: MessageEvent) -> MessageEvent:  # as read back from the stream
+    return event.model_copy(update={"epoch": epoch})
+
+
+@pytest.mark.parametrize(
+    ("events", "answered"),
+    [
+        ([user("hi")], False),
+        ([user("hi"), at(1, assistant("x", "a"))], False),  # a call, not an answer
+        ([user("hi"), at(1, assistant("x", "a")), at(1, tool("a"))], False),
+        ([user("hi"), at(1, assistant("done"))], True),  # an attempt's final answer
+        ([user("hi"), at(1, assistant("done")), UsageEvent(input_tokens=1, output_tokens=1)], True),
+        ([user("hi"), at(2, assistant("done")), user("and then?")], False),  # sent after
+        ([user("hi"), assistant("done")], False),  # epoch 0: copied by a fork, goes on
+    ],
+)
+def test_a_final_answer_an_attempt_committed_ends_the_turn(
+    events: list[Event], answered: bool
+) -> None:
+    assert Transcript.fold(events).answered is answered
