@@ -24,7 +24,6 @@ import ctypes
 import logging
 import os
 import signal
-import socket
 import time
 from types import FrameType
 from typing import Any
@@ -33,8 +32,7 @@ import redis
 from rq.exceptions import DequeueTimeout, StopRequested
 from rq.job import Job
 from rq.queue import Queue
-from rq.utils import as_text
-from rq.worker import Worker, WorkerStatus
+from rq.worker import WorkerStatus
 
 from runner import fairness, metrics, queueing
 from runner.errors import BadInput, UnsafeServer
@@ -46,6 +44,7 @@ from runner.settings import Settings
 from runner.store import RunStore
 from workers import sweeper
 from workers.health import Beacon
+from workers.names import default_name, take_over_name
 from workers.outage_tolerant import OutageTolerantWorker
 from workers.slots import SlotGate
 from workers.turn import current_stop
@@ -238,6 +237,35 @@ class RunnerWorker(OutageTolerantWorker):
             self._horse_exit = f"exit status {os.WEXITSTATUS(ret_val) if ret_val else ret_val}"
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call]
 
+    def handle_job_failure(
+        self,
+        job: Job,
+        queue: Queue,
+        started_job_registry: Any = None,
+        exc_string: str = "",
+        execution: Any = None,
+    ) -> None:
+        """Fail the job only while the run is still this worker's attempt.
+
+        A horse frozen past its lease dies after its run went on (queued again, running,
+        parked or ended elsewhere): RQ would mark the job failed under the attempt that
+        holds it now, and keep it in its failed registry after that attempt succeeds.
+        Only this execution's entry goes then.
+        """
+        try:
+            record = self.store.get(job.id)
+            here = record.status is Status.RUNNING or record.terminal  # as this attempt left it
+            went_on = not (here and record.worker == self.name)
+        except (BadInput, redis.RedisError):  # not a run's job, or no server: RQ's way
+            went_on = False
+        if not went_on:
+            super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+            return
+        log.warning("turn process died after its run went on elsewhere", extra={"run": job.id})
+        with self.connection.pipeline() as pipe:
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            pipe.execute()
+
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Run the turn in a horse, then make sure the run is not left behind."""
         self._horse_exit = ""
@@ -292,47 +320,6 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the worker died before prctl took effect
         os._exit(1)
-
-
-def take_over_name(connection: redis.Redis, key: str, name: str) -> None:
-    """Clear the registration of a dead worker named ``name``; BadInput if it may live.
-
-    RQ refuses a name whose worker key has no death date. A worker SIGKILLed on this host
-    left such a key (it expires only after its TTL); if its process is gone, this worker
-    registers its death for it, as the dead one would have.
-    """
-    if not connection.exists(key) or connection.hexists(key, "death"):
-        return
-    fields = {as_text(k): as_text(v) for k, v in connection.hgetall(key).items()}
-    host, pid = fields.get("hostname", ""), int(fields.get("pid") or 0)
-    if host != socket.gethostname() or _alive(pid):
-        where = "on this host" if host == socket.gethostname() else f"on {host or 'another host'}"
-        raise BadInput(
-            f"a worker named {name} is registered already ({where}, pid {pid}); "
-            "stop it or choose another --name"
-        )
-    old = Worker.find_by_key(key, connection=connection)
-    if old is not None:
-        old.register_death()  # type: ignore[no-untyped-call]
-    log.warning("took over the name of a dead worker (pid %d)", pid, extra={"worker": name})
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process other than this one (a container reuses PIDs)."""
-    if pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def default_name() -> str:
-    """``host.pid``: readable in follow output and unique on one host."""
-    return f"{socket.gethostname()}.{os.getpid()}"
 
 
 def refuse_unsafe_server(client: redis.Redis) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from rq import Queue
+from rq.job import Job, JobStatus
 
 from runner import queueing
 from runner.events import MessageEvent, Status, StatusEvent
@@ -172,6 +174,38 @@ def test_frozen_worker_wakes_fenced(cli, store: RunStore, tmp_path: Path) -> Non
     late = [e for e in events if e.epoch == epoch and e.id > nxt.id]
     assert not late, late
     assert store.get(run_id).worker == other.name
+
+
+def test_a_zombies_horse_dying_late_fails_no_job(cli, store: RunStore, tmp_path: Path) -> None:
+    """A worker frozen past its lease wakes to find its horse killed (the OOM killer, a
+    chaos script) while the run goes on elsewhere: it must not fail the RQ job that the
+    other attempt holds, or RQ counts a succeeded run as failed (seen in the soak)."""
+    steps = step_script(8, sleep=0.8)
+    zombie, other, run_id, epoch, horses = start_run(cli, store, tmp_path, steps)
+    freeze([zombie.pid, *horses], signal.SIGSTOP)
+    try:
+        nxt = wait_running(store, run_id, epoch, timeout=BOUND + 5)
+        assert nxt.worker == other.name
+        freeze(horses, signal.SIGKILL)
+    finally:
+        freeze([zombie.pid], signal.SIGCONT)
+    rq = redis.Redis.from_url(cli.env["RUNNER_REDIS_URL"])
+    failed = Queue("default", connection=rq).failed_job_registry
+    line = "turn process died after its run went on elsewhere"
+    wait_for(
+        lambda: line in zombie.output() or run_id in failed.get_job_ids(),
+        10,
+        what="the zombie to handle its horse's end",
+    )
+    assert store.get(run_id).status is Status.RUNNING, "the run ended first: nothing was tested"
+    assert run_id not in failed.get_job_ids(), "the zombie failed the other attempt's job"
+    finish(cli, store, run_id, steps)
+    assert run_id not in failed.get_job_ids()
+    assert wait_for(
+        lambda: Job.fetch(run_id, connection=rq).get_status() == JobStatus.FINISHED,
+        10,
+        what="RQ to count the job finished",
+    )
 
 
 def test_woken_zombie_first_write_is_rejected_as_stale(
