@@ -29,6 +29,7 @@ from pathlib import Path
 import redis
 
 from runner.errors import EmbeddedServerError
+from runner.pids import pid_exists
 
 STATE_FILE = "server.json"
 PASSWORD_FILE = "password"
@@ -263,17 +264,7 @@ def stop_server(data_dir: Path, timeout: float = STOP_TIMEOUT) -> bool:
     while time.monotonic() < deadline:
         # The server removes its pid file last as it shuts down (and where nothing reaps
         # the daemon, its pid lingers as a zombie).
-        if not _exists(pid) or _pid(data_dir) != pid:
+        if not pid_exists(pid) or _pid(data_dir) != pid:
             return True
         time.sleep(0.05)
     raise EmbeddedServerError(f"embedded server (pid {pid}) did not stop within {timeout:.0f}s")
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

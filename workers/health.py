@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.pids import pid_exists
+
 DEFAULT_MAX_AGE = 30.0  # seconds; the loop writes at least every MAX_BACKOFF (10 s)
 MIN_INTERVAL = 0.5  # seconds between writes, however often the loop passes
 
@@ -70,18 +72,8 @@ def check(path: Path | None, max_age: float = DEFAULT_MAX_AGE) -> Health:
         return Health(False, f"no worker health at {path} (not started, or exited)")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return Health(False, f"unreadable worker health at {path}: {exc}")
-    if not _alive(pid):
+    if not pid_exists(pid):
         return Health(False, f"worker {name} (pid {pid}) is gone")
     if age > max_age:
         return Health(False, f"worker {name} has not looped for {age:.0f} s (state {state})")
     return Health(True, f"worker {name} is {state} ({age:.1f} s ago)")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid > 0

@@ -16,6 +16,7 @@ from rq.utils import as_text
 from rq.worker import Worker
 
 from runner.errors import BadInput
+from runner.pids import pid_exists
 
 log = logging.getLogger("runner.worker")
 
@@ -45,15 +46,7 @@ def take_over_name(connection: redis.Redis, key: str, name: str) -> None:
 
 def _alive(pid: int) -> bool:
     """Whether ``pid`` is a live process other than this one (a container reuses PIDs)."""
-    if pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid != os.getpid() and pid_exists(pid)
 
 
 def default_name() -> str:

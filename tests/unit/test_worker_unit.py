@@ -30,8 +30,8 @@ from runner.settings import Settings
 from runner.store import RunStore
 from workers import sweeper
 from workers.lease import Lease
-from workers.stop import Stop
 from workers.names import default_name, take_over_name
+from workers.stop import Stop
 from workers.worker import HANDOFF_SIGNAL, RunnerWorker, refuse_unsafe_server
 
 # -- fixtures ------------------------------------------------------------------------------
