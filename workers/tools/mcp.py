@@ -29,15 +29,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from runner.errors import BadInput, ToolError
 from workers.providers.base import ToolSpec
 from workers.stop import Stop
 from workers.tools.base import Tool, ToolContext, ToolResult, tool_class
 from workers.tools.mcp_config import ServerConfig
+from workers.tools.mcp_server import RETRY_FIRST, RETRY_MAX, Server
 from workers.tools.mcp_wire import (
     EFFECT_META_KEY,
     Watched,
@@ -61,9 +61,7 @@ START_SECONDS = 60.0  # for a server to start and list its tools (a loaded host 
 # At the end of an attempt, how long servers get to exit after their stdin closes (the
 # SDK then SIGTERMs them) before the loop's thread ends, which SIGTERMs their reapers.
 CLOSE_SECONDS = 3.0
-RETRY_FIRST, RETRY_MAX = 2.0, 60.0  # pause before starting again a server that failed
 POLL_SECONDS = 0.05
-_STDERR_TAIL = 400
 
 
 def require_sdk() -> None:
@@ -85,42 +83,6 @@ class McpTool(Tool):
         return self.hub.call(self.server, self.remote_name, args, ctx)
 
 
-@dataclass
-class _Server:
-    """What the hub knows of one configured server; touched only on the hub's loop."""
-
-    name: str
-    config: ServerConfig
-    tools: dict[str, Tool] = field(default_factory=dict)  # by public name, once listed
-    session: ClientSession | None = None
-    error: str = ""  # why it is not running, when it is not
-    ended: bool = False  # its stdout reached its end: the process is gone
-    mark: int = 0  # its stderr's size after the last call: what came later explains an exit
-    retry_at: float = 0.0  # monotonic time before which a failed start is not retried
-    pause: float = RETRY_FIRST
-    stopping: asyncio.Event | None = None
-    task: asyncio.Task[None] | None = None
-    stderr: TextIO | None = None
-
-    def stderr_size(self) -> int:
-        """How much the server wrote to its stderr so far."""
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            return os.fstat(self.stderr.fileno()).st_size  # type: ignore[union-attr]
-        return 0
-
-    def stderr_tail(self, since: int = 0) -> str:
-        """The last line the server wrote to its stderr after offset ``since``, or ''."""
-        if self.stderr is None:
-            return ""
-        with contextlib.suppress(OSError, ValueError):
-            fd = self.stderr.fileno()
-            start = max(os.fstat(fd).st_size - _STDERR_TAIL, since)
-            data = os.pread(fd, _STDERR_TAIL, start)
-            lines = data.decode("utf-8", "replace").strip().splitlines()
-            return lines[-1].strip() if lines else ""
-        return ""
-
-
 class McpHub:
     """The MCP servers of one attempt, on a private event loop; a tool source for the turn."""
 
@@ -137,7 +99,7 @@ class McpHub:
         self.env = dict(env)
         self.stop = stop
         self._note = note
-        self._servers = {name: _Server(name, cfg) for name, cfg in servers.items()}
+        self._servers = {name: Server(name, cfg) for name, cfg in servers.items()}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -161,7 +123,7 @@ class McpHub:
         self._start_due([server])  # so an idempotent MCP tool is known as one on resume
         return server.tools.get(name) or self._unlisted(server, name)
 
-    def _start_due(self, servers: list[_Server]) -> None:
+    def _start_due(self, servers: list[Server]) -> None:
         due = [s.name for s in servers if self._due(s)]
         if due and not self._closed:
             with contextlib.suppress(_Abandoned):
@@ -202,7 +164,7 @@ class McpHub:
             )
         return ToolResult(fit(result, ctx.output_bytes))
 
-    async def _call(self, srv: _Server, tool: str, args: dict[str, Any], ctx: ToolContext) -> str:
+    async def _call(self, srv: Server, tool: str, args: dict[str, Any], ctx: ToolContext) -> str:
         from mcp import MCPError
         from mcp_types import CONNECTION_CLOSED
 
@@ -228,7 +190,7 @@ class McpHub:
         text = result_text(result)
         return f"error: {text}" if result.is_error else text
 
-    async def _session(self, srv: _Server) -> ClientSession:
+    async def _session(self, srv: Server) -> ClientSession:
         """A live session with ``srv``, started (again) if it is not running or has exited."""
         if srv.session is not None and srv.ended:
             await self._lost(srv, "had exited since the last call", srv.mark)
@@ -238,7 +200,7 @@ class McpHub:
             raise ToolError(f"MCP server {srv.name} is not running: {srv.error}")
         return srv.session
 
-    async def _lost(self, srv: _Server, what: str, since: int = 0) -> str:
+    async def _lost(self, srv: Server, what: str, since: int = 0) -> str:
         """Shut a dead server's transport down; the note that says so."""
         tail = srv.stderr_tail(since)
         await self._stop(srv)
@@ -251,13 +213,13 @@ class McpHub:
 
     # -- starting and stopping (on the loop) --------------------------------------------
 
-    def _due(self, srv: _Server) -> bool:
+    def _due(self, srv: Server) -> bool:
         return srv.session is None and not srv.tools and time.monotonic() >= srv.retry_at
 
     async def _start_all(self, names: list[str]) -> None:
         await asyncio.gather(*(self._start(self._servers[n]) for n in names))
 
-    async def _start(self, srv: _Server) -> None:
+    async def _start(self, srv: Server) -> None:
         """Start ``srv`` and list its tools; on failure, record why and note it."""
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         srv.stopping, srv.ended = asyncio.Event(), False
@@ -281,7 +243,7 @@ class McpHub:
         self.note(f"MCP server {srv.name} failed to start: {srv.error}")
         log.warning("mcp server failed to start", extra={"server": srv.name, "error": srv.error})
 
-    async def _own(self, srv: _Server, ready: asyncio.Future[None]) -> None:
+    async def _own(self, srv: Server, ready: asyncio.Future[None]) -> None:
         """Hold ``srv``'s transport and session open until it is told to stop."""
         from mcp import ClientSession, StdioServerParameters, stdio_client
 
@@ -315,7 +277,7 @@ class McpHub:
             if not ready.done():
                 ready.set_exception(RuntimeError("the server closed the connection"))
 
-    async def _list(self, srv: _Server, session: ClientSession) -> dict[str, Tool]:
+    async def _list(self, srv: Server, session: ClientSession) -> dict[str, Tool]:
         from mcp_types import PaginatedRequestParams
 
         tools: dict[str, Tool] = {}
@@ -334,7 +296,7 @@ class McpHub:
             if not cursor:
                 return tools
 
-    async def _stop(self, srv: _Server) -> None:
+    async def _stop(self, srv: Server) -> None:
         """Stop ``srv``'s owner task (the SDK stops the process), within a bound."""
         task, srv.task = srv.task, None
         if srv.stopping is not None:
@@ -360,7 +322,7 @@ class McpHub:
         if self._note is not None:
             self._note(text)
 
-    def _unlisted(self, srv: _Server, name: str) -> Tool:
+    def _unlisted(self, srv: Server, name: str) -> Tool:
         """A tool of a server that never listed its tools: each call says why, or works."""
         remote = name.partition("__")[2]
         return tool_class(
