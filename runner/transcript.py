@@ -52,7 +52,7 @@ class Transcript:
     last_id: str = "-"
     view: View = field(default_factory=View)
     answered: bool = False
-    _answered: bool = False  # the last event folded was an assistant message
+    _after_reply: bool = False  # the last event folded was an assistant message
 
     @classmethod
     def fold(cls, events: Iterable[Event], history: Iterable[dict[str, Any]] = ()) -> Transcript:
@@ -75,12 +75,12 @@ class Transcript:
             self.seen += 1
             if event.id:
                 self.last_id = event.id
-            answered, self._answered = self._answered, False
+            after_reply, self._after_reply = self._after_reply, False
             if isinstance(event, MessageEvent):
                 self._message(event)
             elif isinstance(event, StatusEvent) and event.status is Status.QUEUED:
                 self.requeue_reason = event.reason or ""
-            elif isinstance(event, UsageEvent) and answered:
+            elif isinstance(event, UsageEvent) and after_reply:
                 self.view.usage(len(self.messages), event.input_tokens + event.output_tokens)
             elif isinstance(event, CompactionEvent):
                 self.view.compaction(self.messages, event)
@@ -99,7 +99,7 @@ class Transcript:
         # attempt's answer, so a fork cut after a final answer still goes on.
         self.answered = event.role == "assistant" and not event.tool_calls and event.epoch > 0
         if event.role == "assistant":
-            self._answered = True
+            self._after_reply = True
             self.own_steps += 1
             self.pending = list(event.tool_calls or [])
         elif event.role == "tool":

@@ -134,12 +134,13 @@ class Turn:
             )
             events = self._retrying(self._read_all)
             self.transcript = Transcript.fold(events, history)
+            if self.transcript.answered:  # the last attempt died before it ended the run
+                # Ending needs no budgets, context or workspace: none is loaded.
+                log.info("final answer already committed", extra=self.fields)
+                return Outcome(Status.SUCCEEDED, "final answer")
             self.gate.load(self._retrying(lambda: self.store.get(self.run_id)), events)
             self.context = self._retrying(self._open_context)
             self._restore(events)
-            if self.transcript.answered:  # the last attempt died before it ended the run
-                log.info("final answer already committed", extra=self.fields)
-                return Outcome(Status.SUCCEEDED, "final answer")
             ended = self._repair()
             if ended is not None:
                 return ended
